@@ -1,0 +1,143 @@
+"""The run folder's tables: where each lives, how a part is written safely, how a table is read back.
+
+A run is a folder of uid-keyed Parquet tables (see ARCHITECTURE.md). Every stage writes through `write_part`, which
+writes to a temporary name and renames, so a part file that exists is complete and a killed stage resumes by
+skipping the parts already present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# table name -> path relative to the run folder; a name ending in ".parquet" is a single file, else a folder of parts
+TABLE_PATHS: dict[str, str] = {
+    "pairs": "pairs",
+    "shards": "shards",
+    "clip": "signals/clip",
+    "embeddings": "signals/embeddings",
+    "phash": "signals/phash",
+    "dedup": "signals/dedup",
+    "lang": "signals/lang",
+    "groups": "signals/groups",
+    "perceived": "signals/perceived",
+    "decisions": "decisions.parquet",
+    "corpus": "corpus",
+}
+
+# which command creates each table, for error messages that tell the user what to run
+CREATED_BY: dict[str, str] = {
+    "pairs": "fairsift crawl / fairsift ingest",
+    "shards": "fairsift download",
+    "clip": "fairsift score",
+    "embeddings": "fairsift score",
+    "phash": "fairsift dedup",
+    "dedup": "fairsift dedup",
+    "lang": "fairsift filter",
+    "groups": "fairsift audit",
+    "perceived": "fairsift audit --perceived",
+    "decisions": "fairsift filter",
+    "corpus": "fairsift export",
+}
+
+
+class MissingTableError(FileNotFoundError):
+    """A stage needs a table that an earlier stage has not written yet."""
+
+    def __init__(self, run_dir: Path, table: str):
+        self.table = table
+        path = Path(run_dir) / TABLE_PATHS.get(table, table)
+        super().__init__(f"table '{table}' not found at {path}; create it with `{CREATED_BY.get(table, '?')}`")
+
+
+def compute_uid(url: str, caption: str | None) -> str:
+    """Stable id of a pair: the same url and caption give the same uid in every run and on every machine."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update((url or "").encode("utf-8", "surrogatepass"))
+    h.update(b"\x00")
+    h.update((caption or "").encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def table_path(run_dir: str | os.PathLike, table: str) -> Path:
+    return Path(run_dir) / TABLE_PATHS.get(table, table)
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def part_path(run_dir: str | os.PathLike, table: str, part: str | int) -> Path:
+    name = part_name(part) if isinstance(part, int) else part
+    return table_path(run_dir, table) / name
+
+
+def list_parts(run_dir: str | os.PathLike, table: str) -> list[Path]:
+    """Completed part files of a folder table, in name order (temporary files are never listed)."""
+    folder = table_path(run_dir, table)
+    if folder.suffix == ".parquet":
+        return [folder] if folder.exists() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("part-*.parquet") if p.is_file())
+
+
+def table_exists(run_dir: str | os.PathLike, table: str) -> bool:
+    return bool(list_parts(run_dir, table))
+
+
+def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
+    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        pq.write_table(table, tmp, compression=kwargs.pop("compression", "zstd"), **kwargs)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_part(run_dir: str | os.PathLike, table_name: str, part: str | int, table: pa.Table) -> Path:
+    path = table_path(run_dir, table_name)
+    if path.suffix != ".parquet":
+        path = part_path(run_dir, table_name, part)
+    return atomic_write_parquet(table, path)
+
+
+def write_table(run_dir: str | os.PathLike, table_name: str, table: pa.Table) -> Path:
+    """Write a whole table: the single file for file tables, or part-00000 for folder tables (old parts removed)."""
+    path = table_path(run_dir, table_name)
+    if path.suffix == ".parquet":
+        return atomic_write_parquet(table, path)
+    written = write_part(run_dir, table_name, 0, table)
+    for old in list_parts(run_dir, table_name):
+        if old != written:
+            old.unlink()
+    return written
+
+
+def read_table(
+    run_dir: str | os.PathLike, table: str, columns: Iterable[str] | None = None, *, required: bool = True
+) -> pa.Table | None:
+    """All parts of a table as one Arrow table; MissingTableError (or None) when no part exists."""
+    parts = list_parts(run_dir, table)
+    if not parts:
+        if required:
+            raise MissingTableError(Path(run_dir), table)
+        return None
+    cols = list(columns) if columns is not None else None
+    tables = [pq.read_table(p, columns=cols) for p in parts]
+    return pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+
+
+def read_part(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=list(columns) if columns is not None else None)

@@ -1,0 +1,92 @@
+"""manifest.json: what ran in a run folder, with which config, versions and model, and what each stage counted."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "manifest.json"
+_PACKAGES = (
+    "fairsift", "torch", "torchvision", "open_clip_torch", "img2dataset", "pyarrow", "duckdb", "imagehash",
+    "faiss-cpu", "py3langid", "fairlearn", "pandas", "numpy", "pillow", "streamlit",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def load(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        return {"stages": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); move it away to start a fresh manifest") from exc
+
+
+def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    path = Path(run_dir) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{MANIFEST}")
+    tmp.write_text(json.dumps(manifest, indent=2, default=str, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    manifest = load(run_dir)
+    manifest.update(fields)
+    manifest.setdefault("versions", package_versions())
+    save(run_dir, manifest)
+    return manifest
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: float, counts: dict | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+    manifest = load(run_dir)
+    manifest.setdefault("created_at", _now())
+    manifest["versions"] = package_versions()
+    entry = {"status": status, "seconds": round(seconds, 3), "finished_at": _now(), "counts": counts or {}}
+    if error:
+        entry["error"] = error
+    # model facts surface at the top so every consumer sees which model (and whether the test model) made the scores
+    if counts and isinstance(counts.get("model"), dict):
+        manifest["model"] = counts["model"]
+    manifest.setdefault("stages", {})[stage] = entry
+    save(run_dir, manifest)
+    return manifest
+
+
+@contextmanager
+def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
+    """Record a stage's status, timing and counts; the body fills the yielded dict with counts."""
+    counts: dict = {}
+    start = time.perf_counter()
+    try:
+        yield counts
+    except BaseException as exc:
+        record_stage(run_dir, stage, "failed", time.perf_counter() - start, counts, error=f"{type(exc).__name__}: {exc}")
+        raise
+    record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
+
+
+def stage_done(run_dir: str | os.PathLike, stage: str) -> bool:
+    return load(run_dir).get("stages", {}).get(stage, {}).get("status") == "done"

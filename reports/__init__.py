@@ -1,0 +1,1 @@
+"""fairsift: reports."""
