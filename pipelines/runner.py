@@ -1,0 +1,146 @@
+"""`fairsift run`: every stage in order from one config, resumable at two levels.
+
+A stage whose options and upstream outputs are unchanged since it last finished is skipped as a whole (the manifest
+holds a fingerprint per stage); inside a stage, parts whose output file exists are skipped, so a killed run resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pipelines import manifest
+from pipelines.config import RunConfig
+from pipelines.summary import console, funnel_table, print_stage_summary
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+def _fingerprint(options: Any, upstream: list[str], run_dir: Path) -> str:
+    stages = manifest.load(run_dir).get("stages", {})
+    payload = {
+        "options": options.model_dump() if hasattr(options, "model_dump") else options,
+        "upstream": {name: stages.get(name, {}).get("finished_at") for name in upstream},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run(run_dir: Path, stage: str, fn: Callable[[], dict], options: Any, upstream: list[str]) -> dict:
+    fingerprint = _fingerprint(options, upstream, run_dir)
+    previous = manifest.load(run_dir).get("stages", {}).get(stage, {})
+    if previous.get("status") == "done" and previous.get("fingerprint") == fingerprint:
+        console.print(f"[dim]{stage}: unchanged since {previous.get('finished_at')}, skipped[/]")
+        return previous.get("counts", {})
+    console.rule(f"[bold]{stage}")
+    start = time.perf_counter()
+    try:
+        counts = fn() or {}
+    except BaseException as exc:
+        manifest.record_stage(run_dir, stage, "failed", time.perf_counter() - start, {},
+                              error=f"{type(exc).__name__}: {exc}")
+        raise
+    manifest.record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
+    data = manifest.load(run_dir)
+    data["stages"][stage]["fingerprint"] = fingerprint
+    manifest.save(run_dir, data)
+    print_stage_summary(stage, counts)
+    return counts
+
+
+def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None = None) -> Path:
+    """Run the configured stages into run_dir; returns run_dir."""
+    from curate import crawl as crawl_mod, dedup as dedup_mod, download as download_mod, export as export_mod
+    from curate import filters, score as score_mod
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest.update(run_dir, config=cfg.model_dump(mode="json"), **(extra_manifest or {}))
+
+    if cfg.crawl is not None:
+        source = "crawl"
+        _run(run_dir, "crawl", lambda: crawl_mod.crawl(run_dir, cfg.crawl), cfg.crawl, [])
+    else:
+        from curate import ingest as ingest_mod
+
+        source = "ingest"
+        _run(run_dir, "ingest", lambda: ingest_mod.ingest(run_dir, cfg.ingest), cfg.ingest, [])
+
+    _run(run_dir, "download", lambda: download_mod.download(run_dir, cfg.download), cfg.download, [source])
+    # exact and pHash duplicates first, so that scoring could skip them; semantic duplicates need embeddings,
+    # so dedup runs again after scoring (cheap: pHash parts are cached) with clip_score to pick representatives
+    _run(run_dir, "dedup", lambda: dedup_mod.dedup(run_dir, cfg.dedup), cfg.dedup, ["download"])
+    _run(run_dir, "score", lambda: score_mod.score(run_dir, cfg.score), cfg.score, ["download"])
+    _run(run_dir, "dedup_semantic", lambda: dedup_mod.dedup(run_dir, cfg.dedup), cfg.dedup, ["dedup", "score"])
+
+    filter_cfg = filters.FilterConfig.model_validate(cfg.filter) if cfg.filter is not None \
+        else filters.default_filter_config()
+    if _needs_groups(filter_cfg):
+        from audit.signals import build_group_signals
+
+        _run(run_dir, "groups", lambda: build_group_signals(run_dir), {"groups": 1}, [source])
+    _run(run_dir, "filter", lambda: filters.filter_run(run_dir, filter_cfg), filter_cfg,
+         ["dedup_semantic", "score", "download"] + (["groups"] if _needs_groups(filter_cfg) else []))
+    _run(run_dir, "export", lambda: export_mod.export(run_dir, cfg.export), cfg.export, ["filter"])
+
+    if cfg.audit.enabled:
+        from audit.run import AuditOptions, run_audit
+
+        audit_opts = AuditOptions(perceived=cfg.audit.perceived, min_count=cfg.audit.min_count,
+                                  n_boot=cfg.audit.n_boot, seed=cfg.audit.seed)
+        _run(run_dir, "audit", lambda: run_audit(run_dir, audit_opts), audit_opts, ["filter"])
+    if cfg.report.enabled:
+        from reports.build import build_report
+
+        _run(run_dir, "report", lambda: build_report(run_dir), cfg.report, ["audit", "filter", "export"])
+
+    print_funnel(run_dir)
+    return run_dir
+
+
+def _needs_groups(filter_cfg: Any) -> bool:
+    return "group_parity" in json.dumps(filter_cfg.model_dump(mode="json"))
+
+
+def funnel_rows(run_dir: Path) -> list[tuple[str, int, str]]:
+    """(step, rows left after it, note) from pairs and decisions: the funnel every output shows."""
+    import duckdb
+
+    from curate.tables import list_parts
+
+    con = duckdb.connect()
+    rows: list[tuple[str, int, str]] = []
+    pairs = list_parts(run_dir, "pairs")
+    if pairs:
+        n = con.execute("select count(*) from read_parquet(?)", [[str(p) for p in pairs]]).fetchall()[0][0]
+        rows.append(("pairs", n, "candidate (image URL, caption) pairs"))
+    decisions = list_parts(run_dir, "decisions")
+    if decisions:
+        path = str(decisions[0])
+        cols = [r[0] for r in con.execute("describe select * from read_parquet(?)", [path]).fetchall()]
+        steps = [c for c in cols if c.startswith("pass_")]
+        conds: list[str] = []
+        for col in steps:
+            conds.append(f'"{col}"')
+            n = con.execute(f"select count(*) from read_parquet(?) where {' and '.join(conds)}", [path]).fetchall()[0][0]
+            rows.append((col.removeprefix("pass_"), n, "after this step"))
+    corpus = list_parts(run_dir, "corpus")
+    if corpus:
+        n = con.execute("select count(*) from read_parquet(?)", [[str(p) for p in corpus]]).fetchall()[0][0]
+        rows.append(("corpus", n, "exported rows"))
+    return rows
+
+
+def print_funnel(run_dir: Path) -> None:
+    rows = funnel_rows(run_dir)
+    if rows:
+        console.print(funnel_table(rows))
+    model = manifest.load(run_dir).get("model") or {}
+    if model.get("is_test_model"):
+        console.print("[bold yellow]WARNING: clip_score values come from the tiny TEST model (not real CLIP weights); "
+                      "they say nothing about image-text match.[/]")
