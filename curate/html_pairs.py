@@ -242,6 +242,18 @@ def pairs_from_candidates(
 
 
 @dataclass
+class Page:
+    """A page to extract from: HTML bytes, or (from a WAT file) image candidates already taken out of the HTML."""
+
+    url: str
+    source: str  # "html", "warc" or "http"
+    body: bytes | None = None
+    http_charset: str | None = None
+    candidates: list[ImageCandidate] | None = None
+    base: str | None = None
+
+
+@dataclass
 class ParsedPage:
     pairs: list[Pair]
     links: list[str]

@@ -107,36 +107,9 @@ def _needs_groups(filter_cfg: Any) -> bool:
     return "group_parity" in json.dumps(filter_cfg.model_dump(mode="json"))
 
 
-def funnel_rows(run_dir: Path) -> list[tuple[str, int, str]]:
-    """(step, rows left after it, note) from pairs and decisions: the funnel every output shows."""
-    import duckdb
-
-    from curate.tables import list_parts
-
-    con = duckdb.connect()
-    rows: list[tuple[str, int, str]] = []
-    pairs = list_parts(run_dir, "pairs")
-    if pairs:
-        n = con.execute("select count(*) from read_parquet(?)", [[str(p) for p in pairs]]).fetchall()[0][0]
-        rows.append(("pairs", n, "candidate (image URL, caption) pairs"))
-    decisions = list_parts(run_dir, "decisions")
-    if decisions:
-        path = str(decisions[0])
-        cols = [r[0] for r in con.execute("describe select * from read_parquet(?)", [path]).fetchall()]
-        steps = [c for c in cols if c.startswith("pass_")]
-        conds: list[str] = []
-        for col in steps:
-            conds.append(f'"{col}"')
-            n = con.execute(f"select count(*) from read_parquet(?) where {' and '.join(conds)}", [path]).fetchall()[0][0]
-            rows.append((col.removeprefix("pass_"), n, "after this step"))
-    corpus = list_parts(run_dir, "corpus")
-    if corpus:
-        n = con.execute("select count(*) from read_parquet(?)", [[str(p) for p in corpus]]).fetchall()[0][0]
-        rows.append(("corpus", n, "exported rows"))
-    return rows
-
-
 def print_funnel(run_dir: Path) -> None:
+    from curate.funnel import funnel_rows
+
     rows = funnel_rows(run_dir)
     if rows:
         console.print(funnel_table(rows))

@@ -1,0 +1,206 @@
+"""The download stage against a real loopback HTTP server: good images, every kind of bad input, the private-network
+guard, resuming a half-done run and the CLI. img2dataset really runs (it spawns processes, so each call costs a few
+seconds; the tests share runs through module fixtures to keep the file fast)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import pyarrow as pa  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from curate import tables  # noqa: E402
+from curate.download import download  # noqa: E402
+from curate.download_guard import UrlGuard, invalid_url_reason, is_private_host  # noqa: E402
+from curate.loopback import LoopbackServer  # noqa: E402
+from curate.options import DownloadOptions  # noqa: E402
+from curate.schemas import SHARDS  # noqa: E402
+
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "pipelines" / "sample" / "images"
+GOOD = ["ccby_0006400c1c224e19.jpg", "ccby_00416784a9cb1756.jpg", "wm_335.jpg", "ccby_001ad258e358b14a.jpg"]
+IMAGE_SIZE = 64
+INVALID_URLS = ["ftp://example.com/a.jpg", "http:///no-host.jpg", "just-a-path/a.jpg"]
+
+
+def _bad_files(folder: Path) -> None:
+    good = (SAMPLE_IMAGES / GOOD[0]).read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "random.jpg").write_bytes(bytes(range(256)) * 20)
+    (folder / "page.html").write_text("<html><body><h1>not an image</h1></body></html>")
+    # 10000 x 9000 = 90M pixels, just over Pillow's MAX_IMAGE_PIXELS; 1-bit, so the file is ~11 kB
+    Image.new("1", (10_000, 9_000), 0).save(folder / "bomb.png")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("www")
+    for name in GOOD:
+        shutil.copy(SAMPLE_IMAGES / name, folder / name)
+    _bad_files(folder)
+    with LoopbackServer(folder) as srv:
+        yield srv
+
+
+def _cases(server: LoopbackServer) -> list[list[tuple[str, str]]]:
+    """Two pairs parts of (url, expected status)."""
+    part0 = [(server.url(GOOD[0]), "success"), (server.url(GOOD[1]), "success"), (server.url(GOOD[2]), "success"),
+             (server.url("status/404/x.jpg"), "failed_to_download"),
+             (server.url("status/500/x.jpg"), "failed_to_download"),
+             (server.url(f"slow/8/{GOOD[0]}"), "failed_to_download"),  # timeout is 2 s
+             (server.url(f"optout/noai/{GOOD[1]}"), "opted_out"),
+             (server.url(f"optout/noimageai/{GOOD[2]}"), "opted_out"),
+             (server.url(f"optout/noindex/{GOOD[3]}"), "success")]  # not a directive this stage refuses
+    part1 = [(server.url(GOOD[3]), "success"),
+             (server.url("empty.jpg"), "failed_to_resize"),
+             (server.url("truncated.jpg"), "failed_to_resize"),
+             (server.url("random.jpg"), "failed_to_resize"),
+             (server.url("as/text~html/page.html"), "failed_to_resize"),
+             (server.url("bomb.png"), "failed_to_resize"),
+             ("http://127.0.0.1:1/closed-port.jpg", "failed_to_download")]
+    part1 += [(url, "invalid_url") for url in INVALID_URLS]
+    return [part0, part1]
+
+
+def _write_pairs(run: Path, parts: list[list[tuple[str, str]]]) -> None:
+    for index, part in enumerate(parts):
+        urls = [url for url, _ in part]
+        captions = [f"caption {index}-{i}" for i in range(len(part))]
+        table = pa.table({"uid": [tables.compute_uid(u, c) for u, c in zip(urls, captions)], "url": urls,
+                          "caption": captions, "page_url": [None] * len(part), "source": ["test"] * len(part)})
+        tables.write_part(run, "pairs", index, table)
+
+
+def _options(**overrides) -> DownloadOptions:
+    values = dict(image_size=IMAGE_SIZE, threads=8, timeout=2, processes=1)
+    values.update(overrides)
+    return DownloadOptions(**values)
+
+
+@pytest.fixture(scope="module")
+def downloaded(server, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    cases = _cases(server)
+    _write_pairs(run, cases)
+    counts = download(run, _options(allow_private_network=True))
+    return run, cases, counts
+
+
+def test_every_row_once_with_its_status(downloaded):
+    run, cases, counts = downloaded
+    expected = [status for part in cases for _, status in part]
+    assert counts["rows"] == len(expected)
+    assert counts["status"] == dict(Counter(expected))
+    assert counts["parts"] == 2 and counts["parts_skipped"] == 0
+
+    pairs = tables.read_table(run, "pairs")
+    shards = tables.read_table(run, "shards")
+    assert shards.column("uid").to_pylist() == pairs.column("uid").to_pylist()  # every uid once, in pairs order
+    assert shards.column("url").to_pylist() == pairs.column("url").to_pylist()
+    assert shards.column("status").to_pylist() == expected
+    assert shards.schema.names[: len(SHARDS)] == SHARDS.names
+    for field in SHARDS:
+        assert shards.schema.field(field.name).type == field.type
+
+
+def test_successes_are_resized_jpegs_with_hash_of_original(downloaded, server):
+    run, _, _ = downloaded
+    rows = [r for r in tables.read_table(run, "shards").to_pylist() if r["status"] == "success"]
+    assert len(rows) == 5
+    for row in rows:
+        name = row["url"].rsplit("/", 1)[1]
+        original = (server.directory / name).read_bytes()
+        assert row["sha256"] == hashlib.sha256(original).hexdigest()
+        with Image.open(io.BytesIO(original)) as im:
+            assert (row["original_width"], row["original_height"]) == im.size
+        with Image.open(io.BytesIO(row["image"])) as im:
+            assert im.format == "JPEG"
+            assert im.size == (IMAGE_SIZE, IMAGE_SIZE) == (row["width"], row["height"])
+        assert row["error_message"] is None
+
+
+def test_failures_carry_messages_and_no_image(downloaded):
+    run, _, _ = downloaded
+    rows = {r["url"]: r for r in tables.read_table(run, "shards").to_pylist()}
+    failures = [r for r in rows.values() if r["status"] != "success"]
+    for row in failures:
+        assert row["image"] is None and row["sha256"] is None and row["width"] is None
+        assert row["error_message"]
+    by_path = {url.split("/", 3)[-1] if "://127.0.0.1:" in url else url: r for url, r in rows.items()}
+    assert "404" in by_path["status/404/x.jpg"]["error_message"]
+    assert "500" in by_path["status/500/x.jpg"]["error_message"]
+    assert "timed out" in by_path[f"slow/8/{GOOD[0]}"]["error_message"]
+    assert "X-Robots-Tag" in by_path[f"optout/noai/{GOOD[1]}"]["error_message"]
+    assert "decompression bomb" in by_path["bomb.png"]["error_message"]
+    assert "refused" in rows["http://127.0.0.1:1/closed-port.jpg"]["error_message"].lower()
+    assert "scheme" in rows["ftp://example.com/a.jpg"]["error_message"]
+    assert "no host" in rows["http:///no-host.jpg"]["error_message"]
+
+
+def test_deleted_part_is_rebuilt_identically(downloaded):
+    run, _, counts = downloaded
+    before = tables.read_table(run, "shards")
+    tables.part_path(run, "shards", 1).unlink()
+    again = download(run, _options(allow_private_network=True))
+    assert again["parts_skipped"] == 1
+    assert again["status"] == counts["status"] and again["rows"] == counts["rows"]
+    assert tables.read_table(run, "shards").equals(before)
+
+
+def test_private_network_is_blocked_by_default(server, tmp_path):
+    cases = _cases(server)
+    _write_pairs(tmp_path, cases)
+    counts = download(tmp_path, _options())
+    n_invalid = len(INVALID_URLS)
+    assert counts["status"] == {"blocked_private_network": counts["rows"] - n_invalid, "invalid_url": n_invalid}
+    shards = tables.read_table(tmp_path, "shards")
+    assert shards.column("uid").to_pylist() == tables.read_table(tmp_path, "pairs").column("uid").to_pylist()
+    blocked = [r for r in shards.to_pylist() if r["status"] == "blocked_private_network"]
+    assert all("127.0.0.1" in r["error_message"] and r["image"] is None for r in blocked)
+
+
+def test_cli_download(server, tmp_path):
+    from pipelines.cli import app
+
+    _write_pairs(tmp_path, [[(server.url(GOOD[0]), "success"), (server.url("status/404/y.jpg"), "failed_to_download")]])
+    result = CliRunner().invoke(app, ["download", str(tmp_path), "--allow-private-network", "--image-size", "64",
+                                      "--threads", "4"])
+    assert result.exit_code == 0, result.output
+    shards = tables.read_table(tmp_path, "shards")
+    assert shards.column("status").to_pylist() == ["success", "failed_to_download"]
+    with Image.open(io.BytesIO(shards.column("image")[0].as_py())) as im:
+        assert im.size == (64, 64)
+
+
+def test_missing_pairs_and_bad_pairs_columns_are_clear_errors(tmp_path):
+    with pytest.raises(tables.MissingTableError, match="fairsift crawl"):
+        download(tmp_path, _options())
+    tables.write_part(tmp_path, "pairs", 0, pa.table({"url": ["http://example.com/a.jpg"]}))
+    with pytest.raises(ValueError, match=r"part-00000\.parquet.*uid"):
+        download(tmp_path, _options())
+
+
+def test_url_guard():
+    assert invalid_url_reason("https://example.com/a.jpg") is None
+    assert invalid_url_reason(None) == "empty url"
+    assert "port" in invalid_url_reason("http://example.com:99999/a.jpg").lower()
+    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "0.0.0.0", "224.0.0.1",
+                 "localhost", "http://[::ffff:127.0.0.1]/a.jpg"):
+        assert is_private_host(host), host
+    assert not is_private_host("8.8.8.8")
+    lookups = []
+    guard = UrlGuard(False, is_private=lambda host: lookups.append(host) or host == "intranet")
+    assert guard.refusal("http://intranet/a.jpg")[0] == "blocked_private_network"
+    assert guard.refusal("http://intranet/b.jpg")[0] == "blocked_private_network"
+    assert guard.refusal("http://public.example/b.jpg") is None
+    assert lookups == ["intranet", "public.example"]  # one lookup per host
