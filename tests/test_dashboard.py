@@ -1,0 +1,176 @@
+"""The dashboard on the demo run: Streamlit's AppTest for every page, then every page in real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.launch import dashboard_env, streamlit_command
+from dashboards.queries import RunData
+from pipelines.demo_site import INJECTION_CAPTION
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboards" / "app.py")
+PAGES = ["Overview", "Samples", "Groups", "Filter impact", "Geography", "Model probes", "Compare"]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+
+
+def _app(run_dir: Path, run2: Path | None = None) -> AppTest:
+    os.environ["FAIRSIFT_RUN"] = str(run_dir)
+    if run2:
+        os.environ["FAIRSIFT_RUN2"] = str(run2)
+    else:
+        os.environ.pop("FAIRSIFT_RUN2", None)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    return at
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+    at.sidebar.radio(key="page").set_value(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [t.value for t in at.text] + [m.value for m in at.markdown] + [h.value for h in at.header]
+    parts += [str(m.value) for m in at.metric] + [e.value for e in at.info] + [e.value for e in at.error]
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def run_dir(demo_run):
+    return demo_run[0]
+
+
+def test_every_page_renders_without_exception(run_dir):
+    at = _app(run_dir)
+    assert not at.exception
+    for page in PAGES:
+        _goto(at, page)
+        assert at.header[0].value == page
+
+
+def test_overview_shows_test_model_banner_and_funnel(run_dir):
+    at = _goto(_app(run_dir), "Overview")
+    assert any("TEST MODEL" in e.value for e in at.error)
+    funnel = at.dataframe[0].value
+    assert list(funnel["step"])[0] == "pairs"
+    data = RunData(run_dir)
+    assert int(funnel["rows"].iloc[0]) == int(data.df("select count(*) n from pairs")["n"][0])
+
+
+def test_samples_filters_and_injection_is_text(run_dir):
+    at = _goto(_app(run_dir), "Samples")
+    at.text_input(key="s_text").set_value("onerror").run()
+    assert not at.exception
+    assert INJECTION_CAPTION in _texts(at)
+    # the free-text filter narrowed the page to the planted caption's rows
+    assert "1 samples match" in at.number_input(key="s_page").label
+
+
+def test_whatif_slider_changes_inclusion(run_dir):
+    at = _goto(_app(run_dir), "Filter impact")
+    before = at.dataframe(key="whatif_table").value.copy()
+    at.slider(key="i_whatif").set_value(0.9).run()
+    after = at.dataframe(key="whatif_table").value
+    assert not before["inclusion_rate"].equals(after["inclusion_rate"])
+    # recomputed independently over the same tables
+    data = RunData(run_dir)
+    attribute = at.selectbox(key="i_attr").value
+    check = data.df(f"""with s as (select uid, clip_score from clip where clip_score is not null)
+        select cast(g."{attribute}" as varchar) grp, avg((s.clip_score >= (select quantile_disc(clip_score, 0.1) from s))::int) r
+        from s join groups g using (uid) group by 1""")
+    got = dict(zip(after["group"], after["inclusion_rate"]))
+    for grp, rate in zip(check["grp"], check["r"]):
+        assert abs(got[grp] - rate) < 1e-9
+
+
+def test_missing_tables_show_which_command_creates_them(tmp_path):
+    run = tmp_path / "empty_run"
+    run.mkdir()
+    at = _app(run)
+    for page in PAGES[:-1]:
+        _goto(at, page)
+    notes = _texts(at)
+    assert "fairsift" in notes
+
+
+def test_compare_two_runs(run_dir):
+    at = _goto(_app(run_dir, run_dir), "Compare")
+    assert len(at.dataframe) >= 2
+
+
+# ---- real browser ----
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def dashboard_server(run_dir):
+    port = _free_port()
+    proc = subprocess.Popen(streamlit_command(port), env=dashboard_env([run_dir]), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("dashboard did not start")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_every_page_in_headless_chromium(dashboard_server):
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail("Debian's chromium is missing: `apt-get install -y chromium` (scripts/test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dialogs: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                          "--disable-component-update", "--no-first-run", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        external: list[str] = []
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
+            (dashboard_server, "data:", "blob:", "about:")) else None)
+        page.goto(dashboard_server, wait_until="domcontentloaded")
+        page.get_by_text("fairsift", exact=True).first.wait_for(timeout=60_000)
+        for name in PAGES:
+            page.locator("section[data-testid='stSidebar'] label").filter(has_text=name).first.click()
+            page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
+            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / f"{name.lower().replace(' ', '_')}.png"), full_page=True)
+        page.locator("section[data-testid='stSidebar'] label").filter(has_text="Samples").first.click()
+        page.get_by_role("heading", name="Samples").first.wait_for(timeout=60_000)
+        box = page.get_by_label("caption or URL contains")
+        box.fill("onerror")
+        box.press("Enter")
+        page.get_by_text(INJECTION_CAPTION).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "samples_injection.png"), full_page=True)
+        page.wait_for_timeout(500)
+        browser.close()
+    assert dialogs == [], dialogs
+    assert external == [], external[:5]
