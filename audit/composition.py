@@ -40,21 +40,31 @@ def composition(frame: pd.DataFrame, attributes: list[str], populations: dict[st
     return concat_rows(rows) if rows else empty_frame(COMPOSITION_EXTRA)
 
 
+def domain_country(frame: pd.DataFrame) -> pd.Series:
+    """The country of the publisher's domain: the page's ccTLD when known, else the image URL's (as in signals)."""
+    url = frame["url_cctld_country"] if "url_cctld_country" in frame else pd.Series(None, index=frame.index)
+    if "page_cctld_country" in frame:
+        return frame["page_cctld_country"].where(frame["page_cctld_country"].notna(), url)
+    return url
+
+
 def geo_agreement(frame: pd.DataFrame, mask: pd.Series, population: str = "downloaded",
                   min_count: int = 30) -> pd.DataFrame:
-    """Rows of audit/geo_agreement.parquet: among rows where both the caption and the URL's ccTLD name a country,
-    the share where they name the same one, overall (group '(all)') and per ccTLD country, with Wilson CIs.
+    """Rows of audit/geo_agreement.parquet: among rows where both the caption and the domain's ccTLD (the page's,
+    else the image URL's) name a country, the share where they name the same one, overall (group '(all)') and per
+    ccTLD country, with Wilson CIs.
 
     Two independent, noisy geographic signals that agree often make either more credible; low agreement says the
     country column should be read with care.
     """
     extra = {"population": "object", "n_agree": "int64", "flag_low_n": "bool"}
-    if not {"url_cctld_country", "caption_country"} <= set(frame.columns):
+    if "caption_country" not in frame or not {"url_cctld_country", "page_cctld_country"} & set(frame.columns):
         return empty_frame(extra)
-    subset = frame.loc[mask.to_numpy(dtype=bool), ["url_cctld_country", "caption_country"]].dropna()
-    agree = (subset["url_cctld_country"] == subset["caption_country"]).to_numpy()
-    by_country = pd.DataFrame({"group": subset["url_cctld_country"].astype(str).to_numpy(), "agree": agree})
-    per = by_country.groupby("group", sort=True)["agree"].agg(["sum", "size"])
+    rows = frame.loc[mask.to_numpy(dtype=bool)]
+    subset = pd.DataFrame({"cctld": domain_country(rows), "caption": rows["caption_country"]}).dropna()
+    agree = (subset["cctld"] == subset["caption"]).to_numpy()
+    per = pd.DataFrame({"group": subset["cctld"].astype(str).to_numpy(), "agree": agree}).groupby(
+        "group", sort=True)["agree"].agg(["sum", "size"])
     groups = np.concatenate([["(all)"], per.index.to_numpy(dtype=object)])
     n_agree = np.concatenate([[agree.sum()], per["sum"].to_numpy()]).astype(np.int64)
     n = np.concatenate([[len(agree)], per["size"].to_numpy()]).astype(np.int64)
@@ -62,6 +72,6 @@ def geo_agreement(frame: pd.DataFrame, mask: pd.Series, population: str = "downl
     with np.errstate(invalid="ignore", divide="ignore"):
         value = n_agree / n
     return audit_rows(
-        "geo_agreement", attribute="url_cctld_country", group=groups, n=n, metric="caption_agreement_rate",
+        "geo_agreement", attribute="cctld_country", group=groups, n=n, metric="caption_agreement_rate",
         value=value, ci_low=low, ci_high=high, population=population, n_agree=n_agree, flag_low_n=n < min_count,
     )

@@ -13,7 +13,8 @@ import pyarrow.types as pat
 from curate.tables import read_table
 
 # columns of signals/groups that explain or cross-check another column rather than being a group attribute
-HELPER_COLUMNS = frozenset({"uid", "url_cctld_country", "caption_country"})
+GEO_HELPERS = ("caption_country", "page_cctld_country", "url_cctld_country")  # kept for the agreement table
+HELPER_COLUMNS = frozenset({"uid", *GEO_HELPERS})
 HELPER_SUFFIXES = ("_source",)  # provenance of another column, e.g. country_source
 
 
@@ -43,8 +44,10 @@ def load_groups(run_dir: str | os.PathLike, perceived: bool = False) -> tuple[pd
     attributes = categorical_columns(groups)
     frame = groups.to_pandas()
     if perceived:
+        from audit.perceived import SIGNAL_COLUMNS  # its status, error and model columns are no groups
+
         extra = read_table(run_dir, "perceived")
-        perceived_attrs = [c for c in categorical_columns(extra) if c.startswith("perceived_")]
+        perceived_attrs = [c for c in SIGNAL_COLUMNS if c in extra.column_names]
         frame = frame.merge(extra.select(["uid", *perceived_attrs]).to_pandas(), on="uid", how="left")
         attributes += perceived_attrs
     if frame["uid"].duplicated().any():
@@ -56,6 +59,9 @@ def load_groups(run_dir: str | os.PathLike, perceived: bool = False) -> tuple[pd
 def load_decisions(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
     decisions = read_table(run_dir, "decisions").to_pandas()
     steps = step_names(decisions)
+    if decisions["uid"].duplicated().any():
+        dup = decisions.loc[decisions["uid"].duplicated(), "uid"].iloc[0]
+        raise ValueError(f"decisions.parquet holds uid {dup} more than once; rerun `fairsift filter`")
     if "kept" not in decisions.columns:
         raise ValueError("decisions.parquet has no `kept` column; rerun `fairsift filter`")
     # a step that was not evaluated for a row (null) does not pass it: the conservative reading
@@ -68,7 +74,7 @@ def load_decisions(run_dir: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
 def audit_frame(decisions: pd.DataFrame, groups: pd.DataFrame, attributes: list[str]) -> pd.DataFrame:
     """decisions left-joined with the group columns; rows without signals get null groups (shown as '(missing)')."""
     keep = ["uid", *[a for a in attributes if a in groups.columns]]
-    for helper in ("url_cctld_country", "caption_country"):
+    for helper in GEO_HELPERS:
         if helper in groups.columns and helper not in keep:
             keep.append(helper)
     return decisions.merge(groups[keep], on="uid", how="left", validate="one_to_one")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import warnings
@@ -100,25 +101,23 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
 
 
 def _how_to_pass_weights(arch: str, pretrained: Optional[str]) -> str:
-    tag = pretrained or "<tag>"
-    hub = ""
-    if not arch.startswith(HF_HUB_PREFIX) and pretrained:
-        cfg = open_clip.get_pretrained_cfg(arch, pretrained)
-        repo = (cfg.get("hf_hub") or "").rstrip("/").split("/")
-        if len(repo) >= 2:
-            hub = f" (https://huggingface.co/{repo[0]}/{repo[1]})"
-        elif cfg.get("url"):
-            hub = f" ({cfg['url']})"
-    example_arch = arch if not arch.startswith(HF_HUB_PREFIX) else "ViT-B-32"
+    if arch.startswith(HF_HUB_PREFIX):
+        repo, fetch, example_arch = arch[len(HF_HUB_PREFIX):], f"open_clip.create_model('{arch}')", "<its architecture>"
+    else:
+        cfg = open_clip.get_pretrained_cfg(arch, pretrained or "")
+        repo = "/".join((cfg.get("hf_hub") or "").strip("/").split("/")[:2]) or None
+        fetch, example_arch = f"open_clip.create_model('{arch}', pretrained='{pretrained}')", arch
+        if not repo and cfg.get("url"):
+            repo = cfg["url"]
+    where = f"https://huggingface.co/{repo}" if repo and "://" not in repo else (repo or "the model hub")
     return (
         "Pass a local checkpoint instead:\n"
         f"  fairsift score RUN --model {example_arch} --checkpoint /path/to/open_clip_model.safetensors\n"
-        f"Get the file on a machine with internet: download open_clip_model.safetensors (or open_clip_pytorch_model.bin) "
-        f"of {arch}/{tag} from the Hugging Face hub{hub}, e.g. "
-        "`python -c \"import open_clip; open_clip.create_model('" + example_arch + "', pretrained='" + tag + "')\"` "
-        "then copy it from ~/.cache/huggingface/hub, and copy it here.\n"
-        "Weights already in the Hugging Face cache (~/.cache/huggingface, or HF_HOME) load offline too; set "
-        "HF_HUB_OFFLINE=1 to never touch the network."
+        f"To get the file, on a machine with internet download open_clip_model.safetensors (or open_clip_pytorch_model.bin) "
+        f"from {where}, or run `python -c \"import open_clip; {fetch}\"` there and take the file from "
+        "~/.cache/huggingface/hub/models--*/snapshots/*/; copy it here.\n"
+        "Weights already in the Hugging Face cache (~/.cache/huggingface, or $HF_HOME) load without network; "
+        "HF_HUB_OFFLINE=1 makes sure nothing is fetched."
     )
 
 
@@ -160,10 +159,7 @@ def _cached_hub_weights(repo_and_file: str) -> Optional[str]:
     """The cached file of an open_clip hub entry ('org/repo/' or 'org/repo/file'), preferring safetensors as open_clip does."""
     from huggingface_hub import try_to_load_from_cache
 
-    repo_id, filename = os.path.split(repo_and_file.rstrip("/") if repo_and_file.count("/") > 1 and not
-                                      repo_and_file.endswith("/") else repo_and_file)
-    if repo_and_file.endswith("/"):
-        repo_id, filename = repo_and_file.rstrip("/"), ""
+    repo_id, filename = os.path.split(repo_and_file)  # the split open_clip makes of its hf_hub entries
     filename = filename or "open_clip_pytorch_model.bin"
     candidates = [filename]
     if filename == "open_clip_pytorch_model.bin":
@@ -232,6 +228,17 @@ def _load_hub(arch: str, pretrained: Optional[str], device: torch.device):
     return model, preprocess, tokenizer
 
 
+@contextlib.contextmanager
+def _quiet_open_clip_logs() -> Iterator[None]:
+    """open_clip logs "initialized randomly" for the test model and download errors that our own error replaces."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def _embed_dim(model: torch.nn.Module) -> int:
     dim = getattr(getattr(model, "visual", None), "output_dim", None)
     if isinstance(dim, int):
@@ -264,7 +271,7 @@ def load_clip(
         raise ValueError(f"unknown open_clip architecture {model!r}; known: {', '.join(open_clip.list_models()[:12])}, ... "
                          f"or hf-hub:org/repo, or {TEST_MODEL}")
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_open_clip_logs():
         warnings.simplefilter("ignore", UserWarning)  # QuickGELU notices and the like are open_clip's business
         if checkpoint:
             net, preprocess = _load_checkpoint(model, checkpoint, pretrained, torch_device)

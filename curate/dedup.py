@@ -119,8 +119,8 @@ def _eval_matches(folder: str, phash: np.ndarray, valid: np.ndarray, max_distanc
     if len(pairs):
         eval_index, row = pairs[:, 0], rows[pairs[:, 1]]
         distance = hamming_distance(eval_hashes[eval_index], phash[row]).astype(np.int64)
-        name_rank = np.argsort(np.argsort(np.array(names, dtype=object)))
-        best = np.lexsort((name_rank[eval_index], distance, row))
+        # names are sorted, so the smaller eval index is the smaller name
+        best = np.lexsort((eval_index, distance, row))
         first = np.ones(len(best), dtype=bool)
         first[1:] = row[best[1:]] != row[best[:-1]]
         for r, e, d in zip(row[best[first]], eval_index[best[first]], distance[best[first]]):
@@ -132,7 +132,7 @@ def _eval_matches(folder: str, phash: np.ndarray, valid: np.ndarray, max_distanc
 
 def dedup(run_dir: str | os.PathLike, options: DedupOptions) -> dict:
     run_dir = Path(run_dir)
-    compute_phashes(run_dir)
+    hashing = compute_phashes(run_dir)
     shards = _read_shards(run_dir)
     success = (shards["status"] == STATUS_SUCCESS).to_numpy()
     rows = shards.loc[success].reset_index(drop=True)
@@ -182,9 +182,10 @@ def dedup(run_dir: str | os.PathLike, options: DedupOptions) -> dict:
         "rows": len(shards),
         "images": n,
         "phash_failed": int((~valid).sum()),
+        "phash_parts_hashed": hashing["parts_hashed"],  # 0 on a rerun: finished parts are skipped
         "duplicates": {kind: int(kinds.get(kind, 0)) for kind in DUP_KINDS},
         "unique": int(pd.isna(pd.Series(dup_kind)).sum()),
-        "semantic_checked": semantic is not None,
+        "semantic_search": "on" if semantic is not None else ("off" if not options.semantic else "off: no signals/embeddings"),
         **extra_counts,
     }
 

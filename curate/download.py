@@ -1,8 +1,9 @@
 """The download stage: pairs/ -> shards/, one shards part per pairs part, images fetched and resized by img2dataset.
 
 img2dataset (the library) does all fetching, X-Robots-Tag checking, decoding, resizing, re-encoding and hashing.
-This module only decides which rows it may see (the URL guard), hands it one pairs part at a time, and turns its
-output back into the shards contract with every pairs row present exactly once, in pairs order:
+This module only decides which rows it may see (the URL guard), hands it the pending pairs parts (small parts share
+one call, since each call spawns processes; a call takes at most BATCH_ROWS rows unless one part is bigger), and turns
+its output back into one shards part per pairs part, every pairs row present exactly once, in pairs order:
 
 - rows refused before the call get "invalid_url" or "blocked_private_network";
 - img2dataset's "failed_to_download" becomes "opted_out" when an X-Robots-Tag directive refused the image;
@@ -54,9 +55,15 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 SHARDS_WITH_EXIF = SHARDS.append(pa.field("exif", pa.string()))
 ROW_COL = "pairs_row"  # position in the pairs part: ties img2dataset's output back even when uids repeat
 MAX_ROWS_PER_SHARD = 10_000  # img2dataset's default shard size
+BATCH_ROWS = 10_000  # pairs rows per img2dataset call, at most (a bigger part still goes whole)
 ROBOTS_MESSAGE = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
 BOMB_MESSAGES = ("CV_IO_MAX_IMAGE_PIXELS", "image area too large")
 LOG_TAIL_CHARS = 2000
+LOST_MESSAGE = "img2dataset returned no result for this row (its shard failed)"
+# what this stage adds to the pairs columns (the contract's result columns), keyed by the row's place in its part
+_RESULT_SCHEMA = pa.schema(
+    [pa.field(ROW_COL, pa.int64())] + [f for f in SHARDS_WITH_EXIF if f.name not in ("uid", "url", "caption")]
+)
 
 
 def download(run_dir: str | os.PathLike, options: DownloadOptions) -> dict:
@@ -67,20 +74,39 @@ def download(run_dir: str | os.PathLike, options: DownloadOptions) -> dict:
         raise tables.MissingTableError(run_dir, "pairs")
     guard = UrlGuard(options.allow_private_network)
     counts: dict = {"rows": 0, "status": {}, "parts": len(pair_parts), "parts_skipped": 0}
-    with tqdm(pair_parts, desc="download", unit="part", dynamic_ncols=True) as bar:
-        for pairs_path in bar:
-            shards_path = tables.part_path(run_dir, "shards", pairs_path.name)
-            if shards_path.exists():
-                counts["parts_skipped"] += 1
-                statuses = tables.read_part(shards_path, ["status"]).column("status")
-            else:
-                shards = download_part(pairs_path, options, guard, work_root=shards_path.parent)
+    pending = []
+    for pairs_path in pair_parts:
+        shards_path = tables.part_path(run_dir, "shards", pairs_path.name)
+        if shards_path.exists():
+            counts["parts_skipped"] += 1
+            _add_status_counts(counts, tables.read_part(shards_path, ["status"]).column("status"))
+        else:
+            pending.append(pairs_path)
+    work_root = tables.table_path(run_dir, "shards")
+    with tqdm(total=len(pending), desc="download", unit="part", dynamic_ncols=True) as bar:
+        for batch in _batches(pending):
+            for pairs_path, shards in download_parts(batch, options, guard, work_root):
                 tables.write_part(run_dir, "shards", pairs_path.name, shards)
-                statuses = shards.column("status")
-            _add_status_counts(counts, statuses)
+                _add_status_counts(counts, shards.column("status"))
+                bar.update(1)
             bar.set_postfix(rows=counts["rows"], success=counts["status"].get("success", 0))
     counts["status"] = dict(sorted(counts["status"].items()))
     return counts
+
+
+def _batches(pair_parts: list[Path]) -> list[list[Path]]:
+    """Small parts share one img2dataset call (each call spawns processes, seconds of start-up); a batch stops at
+    BATCH_ROWS so an interrupted run loses at most that much work."""
+    batches: list[list[Path]] = []
+    rows = 0
+    for path in pair_parts:
+        n = pq.ParquetFile(path).metadata.num_rows
+        if not batches or rows + n > BATCH_ROWS:
+            batches.append([])
+            rows = 0
+        batches[-1].append(path)
+        rows += n
+    return batches
 
 
 def _add_status_counts(counts: dict, statuses: pa.ChunkedArray) -> None:
@@ -95,42 +121,70 @@ def read_pairs_part(path: Path) -> pa.Table:
     missing = [c for c in ("uid", "url", "caption") if c not in table.column_names]
     if missing:
         raise ValueError(f"{path}: pairs table lacks column(s) {missing}; it needs uid, url and caption")
-    return table.select(["uid", "url", "caption"])
+    table = table.select(["uid", "url", "caption"])
+    return table.append_column(ROW_COL, pa.array(range(table.num_rows), pa.int64()))
 
 
-def download_part(pairs_path: Path, options: DownloadOptions, guard: UrlGuard, work_root: Path) -> pa.Table:
-    """The shards table of one pairs part: one row per pairs row, in pairs order."""
-    pairs = read_pairs_part(pairs_path)
-    pairs = pairs.append_column(ROW_COL, pa.array(range(pairs.num_rows), pa.int64()))
+def download_parts(
+    pairs_paths: list[Path], options: DownloadOptions, guard: UrlGuard, work_root: Path
+) -> list[tuple[Path, pa.Table]]:
+    """The shards table of each pairs part (one row per pairs row, in pairs order), with one img2dataset call."""
+    parts = [read_pairs_part(path) for path in pairs_paths]
+    refusals, fetch_rows, to_fetch, offset = [], [], [], 0
+    for pairs in parts:
+        refused = {row: refusal for row, url in enumerate(pairs.column("url").to_pylist())
+                   if (refusal := guard.refusal(url)) is not None}
+        fetch = [row for row in range(pairs.num_rows) if row not in refused]
+        refusals.append(refused)
+        fetch_rows.append(fetch)
+        # within the batch a row is known by its part's offset + its row in the part
+        rows = pairs.take(pa.array(fetch, pa.int64()))
+        batch_rows = pc.add(rows.column(ROW_COL), offset)
+        to_fetch.append(rows.set_column(rows.schema.get_field_index(ROW_COL), ROW_COL, batch_rows))
+        offset += pairs.num_rows
 
-    refused_rows, refused_status, refused_message, fetch_rows = [], [], [], []
-    for row, url in enumerate(pairs.column("url").to_pylist()):
-        refusal = guard.refusal(url)
-        if refusal is None:
-            fetch_rows.append(row)
-        else:
-            refused_rows.append(row)
-            refused_status.append(refusal[0])
-            refused_message.append(refusal[1])
-
-    pieces = [_failure_rows(refused_rows, refused_status, refused_message)]
-    if fetch_rows:
-        to_fetch = pairs.take(pa.array(fetch_rows, pa.int64()))
+    fetched = _failure_rows([], [], []).append_column("uid", pa.array([], pa.string()))
+    log_tail = ""
+    if any(fetch_rows):
         work_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".tmp-download-{pairs_path.stem}-", dir=work_root) as work:
-            fetched, log_path = run_img2dataset(to_fetch, options, Path(work))
-            fetched = _check_against_pairs(fetched, pairs, pairs_path)
-            lost = sorted(set(fetch_rows) - set(fetched.column(ROW_COL).to_pylist()))
-            if lost:
-                tqdm.write(
-                    f"warning: img2dataset returned no result for {len(lost)} row(s) of {pairs_path.name}; "
-                    f"they are recorded as {STATUS_FAILED_DOWNLOAD}. Its log ends with:\n{_log_tail(log_path)}"
-                )
-                message = "img2dataset returned no result for this row (its shard failed)"
-                pieces.append(_failure_rows(lost, [STATUS_FAILED_DOWNLOAD] * len(lost), [message] * len(lost)))
-        pieces.append(_to_contract(fetched))
+        with tempfile.TemporaryDirectory(prefix=".tmp-download-", dir=work_root) as work:
+            fetched, log_path = run_img2dataset(pa.concat_tables(to_fetch), options, Path(work))
+            log_tail = _log_tail(log_path)
 
-    results = pa.concat_tables([p.cast(_RESULT_SCHEMA) for p in pieces])
+    results, offset = [], 0
+    for path, pairs, refused, fetch in zip(pairs_paths, parts, refusals, fetch_rows):
+        in_part = pc.and_(pc.greater_equal(fetched.column(ROW_COL), offset),
+                          pc.less(fetched.column(ROW_COL), offset + pairs.num_rows))
+        mine = fetched.filter(in_part)
+        mine = mine.set_column(mine.schema.get_field_index(ROW_COL), ROW_COL, pc.subtract(mine.column(ROW_COL), offset))
+        shards = assemble_shards(path, pairs, refused, fetch, mine)
+        lost = pc.sum(pc.equal(shards.column("error_message"), LOST_MESSAGE)).as_py() or 0
+        if lost:
+            tqdm.write(f"warning: img2dataset returned no result for {lost} row(s) of {path.name}; they are "
+                       f"recorded as {STATUS_FAILED_DOWNLOAD}. Its log ends with:\n{log_tail}")
+        results.append((path, shards))
+        offset += pairs.num_rows
+    return results
+
+
+def assemble_shards(
+    pairs_path: Path, pairs: pa.Table, refusals: dict[int, tuple[str, str]], fetch_rows: list[int], fetched: pa.Table
+) -> pa.Table:
+    """Pairs rows + (refused rows, img2dataset's rows, rows it lost) -> the shards part, one row per pairs row."""
+    if fetched.num_rows:
+        uids_of_rows = pairs.column("uid").take(fetched.column(ROW_COL))
+        if uids_of_rows.to_pylist() != fetched.column("uid").to_pylist():
+            raise RuntimeError(f"{pairs_path}: img2dataset returned rows whose uid does not match their pairs row")
+    fetched = _to_contract(fetched)
+    returned = set(fetched.column(ROW_COL).to_pylist())
+    lost = [row for row in fetch_rows if row not in returned]
+    refused = sorted(refusals)
+    pieces = [
+        _failure_rows(refused, [refusals[r][0] for r in refused], [refusals[r][1] for r in refused]),
+        _failure_rows(lost, [STATUS_FAILED_DOWNLOAD] * len(lost), [LOST_MESSAGE] * len(lost)),
+        fetched,
+    ]
+    results = pa.concat_tables([p.select(_RESULT_SCHEMA.names).cast(_RESULT_SCHEMA) for p in pieces])
     results = results.take(pc.sort_indices(results, [(ROW_COL, "ascending")]))
     if results.column(ROW_COL).to_pylist() != list(range(pairs.num_rows)):
         raise RuntimeError(f"{pairs_path}: download results do not cover each pairs row exactly once")  # a bug here
@@ -139,10 +193,6 @@ def download_part(pairs_path: Path, options: DownloadOptions, guard: UrlGuard, w
         if name != ROW_COL:
             shards = shards.append_column(name, results.column(name))
     return conform(shards, SHARDS_WITH_EXIF)
-
-
-# what this module adds to the pairs columns: the contract's result columns, keyed by pairs row
-_RESULT_SCHEMA = pa.schema([pa.field(ROW_COL, pa.int64())] + [f for f in SHARDS_WITH_EXIF if f.name not in ("uid", "url", "caption")])
 
 
 def _failure_rows(rows: list[int], statuses: list[str], messages: list[str]) -> pa.Table:
@@ -158,7 +208,7 @@ def run_img2dataset(pairs: pa.Table, options: DownloadOptions, work: Path) -> tu
     pq.write_table(pairs, url_list)
     # several shards let img2dataset spread one part over its processes
     rows_per_shard = max(1, min(MAX_ROWS_PER_SHARD, math.ceil(pairs.num_rows / options.processes)))
-    with _output_to(log_path), _restore_sigint():
+    with output_to_log(log_path), _restore_sigint():
         import img2dataset
 
         try:
@@ -169,7 +219,7 @@ def run_img2dataset(pairs: pa.Table, options: DownloadOptions, work: Path) -> tu
             )
         except Exception as exc:
             raise RuntimeError(f"img2dataset failed: {exc}\n{_log_tail(log_path)}") from exc
-    return _read_img2dataset_output(output), log_path
+    return read_img2dataset_output(output), log_path
 
 
 def img2dataset_arguments(options: DownloadOptions, rows_per_shard: int) -> dict:
@@ -197,7 +247,7 @@ def img2dataset_arguments(options: DownloadOptions, rows_per_shard: int) -> dict
     )
 
 
-def _read_img2dataset_output(output: Path) -> pa.Table:
+def read_img2dataset_output(output: Path) -> pa.Table:
     """Rows of the shards img2dataset finished: it writes <shard>_stats.json only after a shard's parquet is closed,
     so a parquet without one belongs to a crashed shard and may be cut short."""
     shard_tables = []
@@ -215,14 +265,6 @@ def _read_img2dataset_output(output: Path) -> pa.Table:
         keep.append(row not in seen)
         seen.add(row)
     return fetched.filter(pa.array(keep, pa.bool_()))
-
-
-def _check_against_pairs(fetched: pa.Table, pairs: pa.Table, pairs_path: Path) -> pa.Table:
-    if fetched.num_rows:
-        expected = pairs.column("uid").take(fetched.column(ROW_COL))
-        if not expected.equals(fetched.column("uid")):
-            raise RuntimeError(f"{pairs_path}: img2dataset returned rows whose uid does not match their pairs row")
-    return fetched
 
 
 def _to_contract(fetched: pa.Table) -> pa.Table:
@@ -264,7 +306,7 @@ def _to_contract(fetched: pa.Table) -> pa.Table:
 
 
 @contextlib.contextmanager
-def _output_to(log_path: Path):
+def output_to_log(log_path: Path):
     """Send everything written to stdout/stderr meanwhile - by img2dataset and the processes it spawns, which
     inherit the file descriptors - to a log file, so the terminal shows this stage's progress bar, not its chatter."""
     import sys

@@ -103,7 +103,7 @@ class ClipThresholdStep(FilterStep):
             return "no clip_score" if math.isnan(s) else f"clip_score {fmt(s)} < {fmt(self.min_score)}"
 
         result = _result(passed, reason)
-        result.helpers = {"clip_score": _nullable(scores)}
+        result.helpers = {"clip_score": nullable(scores)}
         result.thresholds = {self.name: self.min_score}
         return result
 
@@ -123,7 +123,7 @@ class ClipTopFractionStep(FilterStep):
     needs: ClassVar[tuple[str, ...]] = ("clip",)
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
-        from curate.group_parity import top_fraction_step
+        from curate.group_parity import top_fraction_step  # group_parity builds on this module's StepResult
 
         return top_fraction_step(self, ctx)
 
@@ -191,7 +191,7 @@ class ImageSizeStep(FilterStep):
             return f"min side {int(side[i])} <= {self.min_side} ({self.use} {int(width[i])}x{int(height[i])})"
 
         result = _result(passed, reason)
-        result.helpers = {"min_side": _nullable(side)}
+        result.helpers = {"min_side": nullable(side)}
         return result
 
 
@@ -214,7 +214,7 @@ class AspectRatioStep(FilterStep):
                     f"({self.use} {int(width[i])}x{int(height[i])})")
 
         result = _result(passed, reason)
-        result.helpers = {"aspect_ratio": _nullable(np.where(np.isinf(ratio), np.nan, ratio))}
+        result.helpers = {"aspect_ratio": nullable(np.where(np.isinf(ratio), np.nan, ratio))}
         return result
 
 
@@ -271,8 +271,11 @@ class BasicStep(FilterStep):
         results = [(step.name, step.evaluate(ctx)) for step in self.sub_steps()]
         passed = np.logical_and.reduce([r.passed for _, r in results])
 
+        def labelled(name: str, text: str) -> str:
+            return text if text.startswith(name) else f"{name}: {text}"
+
         def reason(i: int) -> str:
-            return "; ".join(f"{name}: {r.reasons[i]}" for name, r in results if not r.passed[i])
+            return "; ".join(labelled(name, r.reasons[i]) for name, r in results if not r.passed[i])
 
         combined = _result(passed, reason)
         for name, r in results:
@@ -288,5 +291,5 @@ STEP_TYPES: tuple[type[FilterStep], ...] = (
 STEP_NAMES: tuple[str, ...] = tuple(t.model_fields["name"].default for t in STEP_TYPES)
 
 
-def _nullable(values: np.ndarray) -> list[Optional[float]]:
+def nullable(values: np.ndarray) -> list[Optional[float]]:
     return [None if math.isnan(v) else float(v) for v in values]

@@ -70,6 +70,15 @@ class FilterConfig(BaseModel):
             raise ValueError(f"step(s) {twice} listed more than once: each step writes one pass_<step> column")
         return steps
 
+    def required_tables(self) -> list[str]:
+        """Tables the steps read ("groups" only when a step uses group_parity): the runner orders stages by it."""
+        needed = ["shards"]
+        for step in self.steps:
+            needed += [t for t in step.needs if t not in needed]
+            if isinstance(step, ClipTopFractionStep) and step.group_parity is not None and "groups" not in needed:
+                needed.append("groups")
+        return needed
+
 
 def _normalise_step(item: Any) -> Any:
     """`dedup`, `{dedup: {kinds: [...]}}`, `{step: dedup, ...}` and `{name: dedup, ...}` all become the last form."""
@@ -124,14 +133,6 @@ def load_filter_config(path: str | Path) -> FilterConfig:
     return config
 
 
-def _required_tables(config: FilterConfig) -> list[str]:
-    needed = ["shards"]
-    for step in config.steps:
-        needed += [t for t in step.needs if t not in needed]
-        if isinstance(step, ClipTopFractionStep) and step.group_parity is not None and "groups" not in needed:
-            needed.append("groups")
-    return needed
-
 
 def download_result(ctx: FilterContext) -> StepResult:
     statuses = [s if isinstance(s, str) else "unknown status" for s in ctx.rows["status"].tolist()]
@@ -141,7 +142,7 @@ def download_result(ctx: FilterContext) -> StepResult:
 
 def filter_run(run_dir: str | Path, config: FilterConfig) -> dict:
     run_dir = Path(run_dir)
-    for table in _required_tables(config):
+    for table in config.required_tables():
         if not tables.table_exists(run_dir, table):
             raise tables.MissingTableError(run_dir, table)
     ctx = FilterContext(run_dir)

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from curate import tables
+from curate.filter_steps import StepResult, nullable, fmt
 
 if TYPE_CHECKING:
     from curate.filter_context import FilterContext
-    from curate.filter_steps import ClipTopFractionStep, StepResult
+    from curate.filter_steps import ClipTopFractionStep
 
 MISSING_GROUP = "unknown"
 
@@ -149,9 +150,7 @@ def load_groups(ctx: "FilterContext", attribute: str) -> np.ndarray:
     return np.array([MISSING_GROUP if m else str(v) for v, m in zip(values, missing)], dtype=object)
 
 
-def top_fraction_step(step: "ClipTopFractionStep", ctx: "FilterContext") -> "StepResult":
-    from curate.filter_steps import StepResult, _nullable, fmt
-
+def top_fraction_step(step: "ClipTopFractionStep", ctx: "FilterContext") -> StepResult:
     scores = ctx.clip_scores
     scored = np.flatnonzero(~np.isnan(scores))
     k = round(step.fraction * len(scored))
@@ -161,7 +160,7 @@ def top_fraction_step(step: "ClipTopFractionStep", ctx: "FilterContext") -> "Ste
     reasons: list[Optional[str]] = ["no clip_score"] * len(scores)
     plain = plain_top_k(scores[scored], uids, k)
     cut = float(scores[scored][plain].min()) if plain.any() else None
-    result = StepResult(passed=passed, reasons=reasons, helpers={"clip_score": _nullable(scores)},
+    result = StepResult(passed=passed, reasons=reasons, helpers={"clip_score": nullable(scores)},
                         thresholds={step.name: round(cut, 6) if cut is not None else None})
 
     if step.group_parity is None:
@@ -177,7 +176,11 @@ def top_fraction_step(step: "ClipTopFractionStep", ctx: "FilterContext") -> "Ste
         result.thresholds[f"{step.name}_groups"] = {g: v["threshold_parity"]
                                                     for g, v in selection.report["groups"].items()}
         result.helpers[f"group_{attribute}"] = all_groups.tolist()
-        reason = _group_reason(attribute, groups, selection.report["groups"])
+        # exact per-group cuts for the reasons (the report's are rounded for reading)
+        kept_scores = scores[scored]
+        cuts = {g: (float(kept_scores[kept & (groups == g)].min()) if np.any(kept & (groups == g)) else None)
+                for g in selection.report["groups"]}
+        reason = _group_reason(attribute, groups, cuts)
 
     passed[scored[kept]] = True
     for j in np.flatnonzero(~kept):
@@ -189,8 +192,6 @@ def top_fraction_step(step: "ClipTopFractionStep", ctx: "FilterContext") -> "Ste
 
 
 def _plain_reason(pct: str, cut: Optional[float]):
-    from curate.filter_steps import fmt
-
     def reason(_: int, score: float) -> str:
         if cut is None:
             return f"clip_score {fmt(score)} not in the {pct} (no row kept)"
@@ -201,12 +202,10 @@ def _plain_reason(pct: str, cut: Optional[float]):
     return reason
 
 
-def _group_reason(attribute: str, groups: np.ndarray, report: dict):
-    from curate.filter_steps import fmt
-
+def _group_reason(attribute: str, groups: np.ndarray, cuts: dict[str, Optional[float]]):
     def reason(j: int, score: float) -> str:
         g = groups[j]
-        thr = report[g]["threshold_parity"]
+        thr = cuts[g]
         if thr is None:
             return f"clip_score {fmt(score)}: no row of {attribute}={g} kept"
         if score < thr:

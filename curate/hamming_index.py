@@ -1,8 +1,8 @@
 """Near-duplicate search over 64-bit hashes (pHashes) by Hamming distance, with an index instead of all pairs.
 
 Multi-index hashing. Split the 64 bits into `m` blocks. Two hashes within distance `d` differ in at most `d` blocks,
-so they agree exactly on at least `t = m - d` blocks (pigeonhole). Every choice of `t` blocks gives a key (the hash
-masked to those blocks); a pair within distance `d` has an equal key under at least one of the C(m, t) choices. So we
+so they agree exactly on at least `t = m - d` blocks (pigeonhole). Every choice of `t` blocks gives a key (the bits of
+those blocks); a pair within distance `d` has an equal key under at least one of the C(m, t) choices. So we
 bucket the hashes by each key (one numpy sort), treat hashes in the same bucket as candidates and verify them with a
 popcount of their XOR.
 
@@ -27,17 +27,17 @@ _VERIFY_COST_PER_CANDIDATE = 3e-8
 _MAX_EXTRA_BLOCKS = 6
 
 
-if hasattr(np, "bitwise_count"):
+_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
-    def popcount(values: np.ndarray) -> np.ndarray:
-        return np.bitwise_count(values)
 
-else:  # numpy < 2.0
-    _POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+def popcount_lookup(values: np.ndarray) -> np.ndarray:
+    """Set bits of each uint64 by a 16-bit lookup table: the fallback for numpy < 2.0 (no np.bitwise_count)."""
+    values = np.asarray(values, dtype=np.uint64)
+    quarters = np.ascontiguousarray(values).view(np.uint16).reshape(*values.shape, 4)
+    return _POPCOUNT16[quarters].sum(axis=-1, dtype=np.uint8)
 
-    def popcount(values: np.ndarray) -> np.ndarray:
-        halves = np.ascontiguousarray(values, dtype=np.uint64).view(np.uint16).reshape(*values.shape, 4)
-        return _POPCOUNT16[halves].sum(axis=-1, dtype=np.uint8)
+
+popcount = getattr(np, "bitwise_count", popcount_lookup)
 
 
 def hamming_distance(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
@@ -45,21 +45,39 @@ def hamming_distance(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return popcount(np.bitwise_xor(np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)))
 
 
-def _block_masks(n_blocks: int) -> list[int]:
-    """Masks of `n_blocks` contiguous bit blocks covering the 64 bits, sizes as equal as possible."""
-    sizes = [HASH_BITS // n_blocks + (1 if i < HASH_BITS % n_blocks else 0) for i in range(n_blocks)]
-    masks, start = [], 0
-    for size in sizes:
-        masks.append(((1 << size) - 1) << start)
-        start += size
-    return masks
+def _blocks(n_blocks: int) -> list[tuple[int, int]]:
+    """(first bit, width) of `n_blocks` contiguous blocks covering the 64 bits, widths as equal as possible."""
+    widths = [HASH_BITS // n_blocks + (1 if i < HASH_BITS % n_blocks else 0) for i in range(n_blocks)]
+    starts = np.cumsum([0] + widths[:-1]).tolist()
+    return list(zip(starts, widths))
 
 
-def _key_masks(n_blocks: int, max_distance: int) -> list[np.uint64]:
-    """One mask per choice of `n_blocks - max_distance` blocks: a pair within the distance agrees under one of them."""
-    blocks = _block_masks(n_blocks)
-    agree = n_blocks - max_distance
-    return [np.uint64(sum(chosen)) for chosen in itertools.combinations(blocks, agree)]
+def _key_layouts(n_blocks: int, max_distance: int) -> list[tuple[tuple[int, int], ...]]:
+    """One key per choice of `n_blocks - max_distance` blocks: a pair within the distance agrees under one of them."""
+    return list(itertools.combinations(_blocks(n_blocks), n_blocks - max_distance))
+
+
+def _keys(hashes: np.ndarray, layout: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, int]:
+    """The chosen blocks' bits gathered into the low bits of a uint64, and how many bits that is."""
+    keys = np.zeros(hashes.shape, dtype=np.uint64)
+    shift = 0
+    for start, width in layout:
+        keys |= ((hashes >> np.uint64(start)) & np.uint64((1 << width) - 1)) << np.uint64(shift)
+        shift += width
+    return keys, shift
+
+
+def _sorted_keys(keys: np.ndarray, key_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, the order that sorts them). When key and row index fit in 64 bits together they are packed
+    into one word and sorted by value, which is ~2x faster than an argsort."""
+    n = keys.size
+    index_bits = max(int(n - 1).bit_length(), 1)
+    if key_bits + index_bits <= HASH_BITS:
+        packed = np.sort((keys << np.uint64(index_bits)) | np.arange(n, dtype=np.uint64))
+        order = (packed & np.uint64((1 << index_bits) - 1)).astype(np.int64)
+        return packed >> np.uint64(index_bits), order
+    order = np.argsort(keys)
+    return keys[order], order
 
 
 def estimated_cost(n: int, max_distance: int, n_blocks: int) -> float:
@@ -121,10 +139,8 @@ def near_duplicate_pairs(hashes: np.ndarray, max_distance: int, *, blocks: int |
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
     positions = np.arange(n)
-    for mask in _key_masks(m, max_distance):
-        keys = h & mask
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
+    for layout in _key_layouts(m, max_distance):
+        sorted_keys, order = _sorted_keys(*_keys(h, layout))
         starts_group = np.empty(n, dtype=bool)
         starts_group[0] = True
         np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts_group[1:])
@@ -157,11 +173,9 @@ def query(hashes_db: np.ndarray, hashes_q: np.ndarray, max_distance: int, *, blo
     m = _resolve_blocks(db.size, max_distance, blocks)
     found: list[np.ndarray] = []
     q_index = np.arange(q.size)
-    for mask in _key_masks(m, max_distance):
-        db_keys = db & mask
-        order = np.argsort(db_keys, kind="stable")
-        sorted_keys = db_keys[order]
-        q_keys = q & mask
+    for layout in _key_layouts(m, max_distance):
+        sorted_keys, order = _sorted_keys(*_keys(db, layout))
+        q_keys, _ = _keys(q, layout)
         lo = np.searchsorted(sorted_keys, q_keys, side="left")
         hi = np.searchsorted(sorted_keys, q_keys, side="right")
         qi, start, stop = q_index[hi > lo], lo[hi > lo], hi[hi > lo]

@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from curate.pair_rows import clip_caption, is_http_url, normalise_whitespace
+from curate.pair_rows import clean_url, clip_caption, is_http_url, normalise_whitespace
 
 # alt texts that name the kind of thing, not what it shows; matched whole, case-insensitively, optionally numbered
 PLACEHOLDER_WORDS = (
@@ -200,20 +200,19 @@ def choose_caption(candidate: ImageCandidate) -> tuple[str, str] | str:
     return "placeholder_alt" if saw_placeholder else "empty_alt"
 
 
-def resolve_image_url(src: str | None, base: str) -> str:
-    """The absolute image URL, or a drop reason prefixed with '!'."""
+def resolve_image_url(src: str | None, base: str) -> tuple[str | None, str | None]:
+    """(absolute image URL, None), or (None, the reason it is dropped)."""
     if not src:
-        return "!missing_src"
+        return None, "missing_src"
     if src.lower().startswith("data:"):
-        return "!data_uri"
+        return None, "data_uri"
     try:
-        url = urldefrag(urljoin(base, src)).url
+        url = urldefrag(urljoin(base, clean_url(src))).url
     except ValueError:
-        return "!invalid_url"
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        return "!non_http_url"
-    return url if is_http_url(url) else "!invalid_url"
+        return None, "invalid_url"
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None, "non_http_url"
+    return (url, None) if is_http_url(url) else (None, "invalid_url")
 
 
 def pairs_from_candidates(
@@ -223,9 +222,9 @@ def pairs_from_candidates(
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     for candidate in candidates:
-        url = resolve_image_url(candidate.src, base)
-        if url.startswith("!"):
-            dropped[url[1:]] += 1
+        url, reason = resolve_image_url(candidate.src, base)
+        if url is None:
+            dropped[reason] += 1
             continue
         chosen = choose_caption(candidate)
         if isinstance(chosen, str):

@@ -133,7 +133,7 @@ def crawl_site(start_url: str, limits: CrawlLimits, counts: Counter, on_page: Ca
             counts["pages_not_html"] += 1
             continue
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, HTTPError, timeouts, bad URLs
-            log.warning("crawl: %s failed: %s", url, exc)
+            log.info("crawl: %s failed: %s", url, exc)
             counts["pages_failed"] += 1
             continue
         links = on_page(Page(url=final_url, source="http", body=body, http_charset=charset))

@@ -28,12 +28,22 @@ class PrivateNetworkError(ConnectionError):
 def host_of(url_or_host: str) -> str:
     """The bare host name or IP literal of a URL, 'host', 'host:port' or '[v6]:port'."""
     text = url_or_host.strip()
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if _parse_ip(bare) is not None:  # a bare IPv6 literal would otherwise read as host:port
+        return bare
     if "://" not in text:
         text = "//" + text  # let urlsplit take brackets and ports apart
     try:
         return urlsplit(text).hostname or ""
     except ValueError:  # e.g. an unbalanced '[' in the netloc
         return ""
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 zone id ("fe80::1%eth0") is not part of it
+    except ValueError:
+        return None
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -64,19 +74,14 @@ def is_private_address(ip: IPAddress) -> bool:
 
 def resolve(host: str) -> list[IPAddress]:
     """Every address the host resolves to (an IP literal resolves to itself); [] when it does not resolve."""
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
+    literal = _parse_ip(host)
+    if literal is not None:
+        return [literal]
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, OSError):
         return []
-    addresses = []
-    for info in infos:
-        # strip an IPv6 zone id ("fe80::1%eth0"), which ip_address refuses
-        addresses.append(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
-    return addresses
+    return [ip for ip in (_parse_ip(str(info[4][0])) for info in infos) if ip is not None]
 
 
 def is_private_host(url_or_host: str) -> bool:

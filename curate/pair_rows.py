@@ -25,9 +25,19 @@ def clip_caption(caption: str, max_chars: int) -> tuple[str, bool]:
     return caption[:max_chars].rstrip(), True
 
 
+_TAB_NEWLINE = re.compile(r"[\t\n\r]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def clean_url(url: str | None) -> str:
+    """The URL as a browser would request it: trimmed, tabs/newlines removed, inner spaces as %20 (WHATWG URL)."""
+    url = _TAB_NEWLINE.sub("", (url or "").strip())
+    return url.replace(" ", "%20") if " " in url else url
+
+
 def is_http_url(url: str) -> bool:
-    """An absolute http(s) URL with a host and no whitespace (which no fetcher would accept)."""
-    if not url or any(ch.isspace() for ch in url):
+    """An absolute http(s) URL with a host and no control characters or spaces (which no fetcher would accept)."""
+    if not url or _CONTROL_OR_SPACE.search(url):
         return False
     try:
         parts = urlsplit(url)

@@ -17,7 +17,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from curate import tables
@@ -97,7 +96,8 @@ def compute_phashes(run_dir: str | os.PathLike, *, workers: int | None = None) -
         raise tables.MissingTableError(run_dir, "shards")
     pending = _pending_parts(run_dir)
     if pending:
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in pending)
+        total = sum(pc.sum(pc.equal(tables.read_part(p, ["status"]).column("status"), STATUS_SUCCESS)).as_py() or 0
+                    for p in pending)
         with worker_pool(workers) as pool, tqdm(total=total, desc="pHash", unit="img", file=sys.stderr) as bar:
             for shards_part in pending:
                 rows = _success_rows(shards_part)

@@ -174,7 +174,7 @@ def iter_warc_pages(path: Path, counts: Counter) -> Iterator[Page]:
     """HTML pages (WARC responses) and image lists (WAT metadata) of one file; other records are passed over."""
     for record in iter_records(path, counts):
         counts["warc_records"] += 1
-        url = record.headers.get("WARC-Target-URI")
+        url = (record.headers.get("WARC-Target-URI") or "").strip("<> ")  # WARC 1.1 drafts wrapped it in <>
         if record.record_type == WarcRecordType.response and url:
             page = _response_page(record, url, counts)
         elif record.record_type == WarcRecordType.metadata:

@@ -90,7 +90,12 @@ def load_config(path: str | Path) -> RunConfig:
         from curate.filters import FilterConfig
 
         try:
-            FilterConfig.model_validate(config.filter)
+            validated = FilterConfig.model_validate(config.filter)
         except ValidationError as exc:
             raise ConfigError(_format_validation(path, exc).replace("  ", "  filter.", 1)) from exc
+        # word lists named in the file are relative to the file, as load_filter_config does for --config
+        for step in validated.steps:
+            if getattr(step, "words_file", None):
+                step.words_file = resolve_path(step.words_file, base)
+        config.filter = validated.model_dump(mode="json")
     return config

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from curate.html_pairs import is_placeholder_caption
+
 SAMPLE_DIR = Path(__file__).parent / "sample"
 INJECTION_CAPTION = "<img src=x onerror=alert(1)><script>alert(2)</script>"
 IMAGES_PER_PAGE = 12
@@ -52,6 +54,8 @@ def build_site(site_dir: Path, sample_dir: Path = SAMPLE_DIR) -> dict:
     img_dir = site_dir / "img"
     img_dir.mkdir(parents=True)
     entries: list[tuple[str, str]] = []  # (image path relative to site, caption)
+    # a few real titles are camera file names ("DSC_2481"); the crawl rightly drops those, so leave them out
+    samples = [s for s in samples if not is_placeholder_caption(s["alt_text"])]
     for s in samples:
         name = Path(s["file"]).name
         shutil.copyfile(sample_dir / s["file"], img_dir / name)

@@ -104,7 +104,7 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None =
 
 
 def _needs_groups(filter_cfg: Any) -> bool:
-    return "group_parity" in json.dumps(filter_cfg.model_dump(mode="json"))
+    return "groups" in filter_cfg.required_tables()
 
 
 def print_funnel(run_dir: Path) -> None:

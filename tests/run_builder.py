@@ -82,3 +82,40 @@ def write_run(run_dir: Path, rows: list[Row], *, parts: int = 2, clip: bool = Tr
         tables.write_table(run_dir, "dedup", pa.Table.from_pylist(
             [{"uid": r.uid, "dup_of": dup_target(r), "dup_kind": r.dup_kind} for r in rows], schema=schemas.DEDUP))
     return run_dir
+
+
+# captions and cases planted by planted_rows(); tests look rows up by these keys
+GERMAN = "Ein schwarzer Hund spielt im Park mit einem Ball"
+NSFW = "vintage erotica magazine cover from the seventies"
+EROTIC_INSIDE_A_WORD = "diagram of a heterotic string theory model in physics"
+
+
+def planted_rows(n_sample: int = 30) -> dict[str, Row]:
+    """Real sample rows (distinct clip scores) plus one row per filter case, keyed by what it plants."""
+    rows: dict[str, Row] = {}
+    sample = sample_rows(n_sample + 9)
+    for i, row in enumerate(sample[:n_sample]):
+        row.clip_score = round(0.15 + 0.005 * i, 4)
+        rows[f"sample_{i}"] = row
+    spare = iter(sample[n_sample:])
+
+    def planted(caption: str, score: Optional[float], **kwargs) -> Row:
+        row = next(spare)
+        row.caption, row.url, row.clip_score = caption, row.url + "?planted", score
+        for key, value in kwargs.items():
+            setattr(row, key, value)
+        return row
+
+    rows["german"] = planted(GERMAN, 0.40)
+    rows["nsfw"] = planted(NSFW, 0.39)
+    rows["erotic_inside_word"] = planted(EROTIC_INSIDE_A_WORD, 0.385)
+    rows["small"] = planted("a small photo of a red bicycle", 0.38, original_size=(150, 400))
+    rows["wide"] = planted("a wide panorama of a mountain range", 0.37, original_size=(1200, 300))
+    rows["short"] = planted("IMG_4663", 0.36)
+    rows["phash_dup"] = planted("a near copy of the first sample image", 0.35, dup_of="0", dup_kind="phash")
+    rows["eval_dup"] = planted("a test image of a frog on a leaf", 0.34, dup_of="cifar10/test/00042.png",
+                               dup_kind="eval_set")
+    rows["failed"] = Row(caption="a photo of a lost cat", url="http://127.0.0.1/status/404/cat.jpg",
+                         status=schemas.STATUS_FAILED_DOWNLOAD)
+    rows["unscored"] = planted("a photo of a dog that was not scored", None)
+    return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 from collections import Counter
@@ -15,13 +16,20 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from curate import tables  # noqa: E402
-from curate.download import download  # noqa: E402
-from curate.download_guard import UrlGuard, invalid_url_reason, is_private_host  # noqa: E402
+from curate.download import (  # noqa: E402
+    LOST_MESSAGE,
+    ROW_COL,
+    assemble_shards,
+    download,
+    read_img2dataset_output,
+)
+from curate.download_guard import UrlGuard, invalid_url_reason  # noqa: E402
 from curate.loopback import LoopbackServer  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
 from curate.schemas import SHARDS  # noqa: E402
@@ -147,14 +155,23 @@ def test_failures_carry_messages_and_no_image(downloaded):
     assert "no host" in rows["http:///no-host.jpg"]["error_message"]
 
 
-def test_deleted_part_is_rebuilt_identically(downloaded):
+def test_cli_rebuilds_a_deleted_part_identically(downloaded):
+    from pipelines.cli import app
+
     run, _, counts = downloaded
     before = tables.read_table(run, "shards")
     tables.part_path(run, "shards", 1).unlink()
-    again = download(run, _options(allow_private_network=True))
-    assert again["parts_skipped"] == 1
-    assert again["status"] == counts["status"] and again["rows"] == counts["rows"]
+    result = CliRunner().invoke(app, ["download", str(run), "--allow-private-network", "--image-size", "64",
+                                      "--threads", "4"])
+    assert result.exit_code == 0, result.output
     assert tables.read_table(run, "shards").equals(before)
+    recorded = json.loads((run / "manifest.json").read_text())["stages"]["download"]
+    assert recorded["status"] == "done"
+    assert recorded["counts"]["status"] == counts["status"] and recorded["counts"]["parts_skipped"] == 1
+
+    again = download(run, _options(allow_private_network=True))  # nothing left to do
+    assert again["parts_skipped"] == 2
+    assert again["status"] == counts["status"] and again["rows"] == counts["rows"]
 
 
 def test_private_network_is_blocked_by_default(server, tmp_path):
@@ -169,19 +186,6 @@ def test_private_network_is_blocked_by_default(server, tmp_path):
     assert all("127.0.0.1" in r["error_message"] and r["image"] is None for r in blocked)
 
 
-def test_cli_download(server, tmp_path):
-    from pipelines.cli import app
-
-    _write_pairs(tmp_path, [[(server.url(GOOD[0]), "success"), (server.url("status/404/y.jpg"), "failed_to_download")]])
-    result = CliRunner().invoke(app, ["download", str(tmp_path), "--allow-private-network", "--image-size", "64",
-                                      "--threads", "4"])
-    assert result.exit_code == 0, result.output
-    shards = tables.read_table(tmp_path, "shards")
-    assert shards.column("status").to_pylist() == ["success", "failed_to_download"]
-    with Image.open(io.BytesIO(shards.column("image")[0].as_py())) as im:
-        assert im.size == (64, 64)
-
-
 def test_missing_pairs_and_bad_pairs_columns_are_clear_errors(tmp_path):
     with pytest.raises(tables.MissingTableError, match="fairsift crawl"):
         download(tmp_path, _options())
@@ -194,13 +198,57 @@ def test_url_guard():
     assert invalid_url_reason("https://example.com/a.jpg") is None
     assert invalid_url_reason(None) == "empty url"
     assert "port" in invalid_url_reason("http://example.com:99999/a.jpg").lower()
-    for host in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "0.0.0.0", "224.0.0.1",
-                 "localhost", "http://[::ffff:127.0.0.1]/a.jpg"):
-        assert is_private_host(host), host
-    assert not is_private_host("8.8.8.8")
+    guard = UrlGuard(allow_private_network=False)
+    for url in ("http://127.0.0.1/a.jpg", "http://10.1.2.3/a.jpg", "http://169.254.169.254/latest/meta-data",
+                "http://localhost:8080/a.jpg", "http://[::1]/a.jpg", "http://[::ffff:127.0.0.1]/a.jpg"):
+        assert guard.refusal(url)[0] == "blocked_private_network", url
+    assert guard.refusal("http://8.8.8.8/a.jpg") is None
+    assert UrlGuard(allow_private_network=True).refusal("http://127.0.0.1/a.jpg") is None
     lookups = []
     guard = UrlGuard(False, is_private=lambda host: lookups.append(host) or host == "intranet")
     assert guard.refusal("http://intranet/a.jpg")[0] == "blocked_private_network"
     assert guard.refusal("http://intranet/b.jpg")[0] == "blocked_private_network"
     assert guard.refusal("http://public.example/b.jpg") is None
     assert lookups == ["intranet", "public.example"]  # one lookup per host
+
+
+def test_rows_img2dataset_loses_come_back_as_failures(tmp_path):
+    """img2dataset writes <shard>_stats.json only when a shard finishes; a shard without it (crashed mid-way, its
+    parquet cut short) is not read, and its rows become failure rows instead of vanishing."""
+    urls = [f"http://example.com/{i}.jpg" for i in range(4)]
+    uids = [tables.compute_uid(u, "c") for u in urls]
+    pairs = pa.table({"uid": uids, "url": urls, "caption": ["c"] * 4, ROW_COL: pa.array(range(4), pa.int64())})
+    out = tmp_path / "out"
+    out.mkdir()
+    finished = pa.table({
+        "uid": uids[:2], "caption": ["c", "c"], "url": urls[:2], ROW_COL: pa.array([0, 1], pa.int64()),
+        "key": ["000000000", "000000001"], "status": ["success", "failed_to_download"],
+        "error_message": [None, "Use of image disallowed by X-Robots-Tag directive"],
+        "width": pa.array([8, None], pa.int32()), "height": pa.array([8, None], pa.int32()),
+        "original_width": pa.array([10, None], pa.int32()), "original_height": pa.array([10, None], pa.int32()),
+        "exif": [None, None], "sha256": ["ab" * 32, None], "jpg": pa.array([b"\xff\xd8jpeg", None], pa.binary()),
+    })
+    pq.write_table(finished, out / "00000.parquet")
+    (out / "00000_stats.json").write_text("{}")
+    (out / "00001.parquet").write_bytes(b"PAR1 cut short")  # crashed shard holding row 2: no stats file
+
+    fetched = read_img2dataset_output(out)
+    shards = assemble_shards(Path("pairs/part-00000.parquet"), pairs, {3: ("invalid_url", "url has no host")},
+                             [0, 1, 2], fetched)
+    assert shards.column("uid").to_pylist() == uids
+    assert shards.column("status").to_pylist() == ["success", "opted_out", "failed_to_download", "invalid_url"]
+    assert shards.column("error_message")[2].as_py() == LOST_MESSAGE
+    assert shards.column("image").to_pylist() == [b"\xff\xd8jpeg", None, None, None]
+    assert shards.column("original_width").to_pylist() == [10, None, None, None]
+
+
+def test_small_parts_share_an_img2dataset_call(tmp_path, monkeypatch):
+    import curate.download as stage
+
+    monkeypatch.setattr(stage, "BATCH_ROWS", 5)
+    for index, n in enumerate([3, 2, 4, 7, 1]):
+        urls = [f"http://example.com/{index}-{i}.jpg" for i in range(n)]
+        tables.write_part(tmp_path, "pairs", index, pa.table({"uid": urls, "url": urls, "caption": urls}))
+    sizes = [[p.name for p in batch] for batch in stage._batches(tables.list_parts(tmp_path, "pairs"))]
+    assert sizes == [["part-00000.parquet", "part-00001.parquet"], ["part-00002.parquet"], ["part-00003.parquet"],
+                     ["part-00004.parquet"]]

@@ -1,0 +1,130 @@
+"""A tiny CLIP trained for a few seconds on the bundled sample, for tests that need matched pairs to score higher
+than mismatched ones. The weights are the TEST model's ("tiny-test"); scores mean nothing beyond this sample.
+
+    from tests.tiny_clip import tiny_clip_checkpoint   # session fixture -> Path of a checkpoint
+    load_clip("tiny-test", checkpoint=str(path))
+
+Training is seeded and runs a fixed number of full-batch steps, so a checkpoint is the same on every run; it is
+cached under the temp folder keyed by everything that shapes it, so separate pytest sessions train it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence, Union
+
+import pytest
+import torch
+from PIL import Image
+
+from curate.clip_model import TEST_MODEL, load_clip
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "sample"
+DEFAULT_STEPS = 30
+LEARNING_RATE = 1e-3
+
+ImageLike = Union[Image.Image, bytes]
+
+
+def sample_pairs(caption_field: str = "alt_text") -> list[tuple[bytes, str]]:
+    """The bundled sample as (JPEG bytes, caption) in samples.jsonl order."""
+    pairs = []
+    with open(SAMPLE_DIR / "samples.jsonl", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            caption = row.get(caption_field) or row.get("caption")
+            if not caption:
+                raise ValueError(f"{SAMPLE_DIR / 'samples.jsonl'} line {line_no}: no {caption_field!r} or 'caption'")
+            pairs.append(((SAMPLE_DIR / row["file"]).read_bytes(), caption))
+    return pairs
+
+
+def _as_image(image: ImageLike) -> Image.Image:
+    return Image.open(io.BytesIO(image)) if isinstance(image, (bytes, bytearray)) else image
+
+
+def _cache_key(pairs: Sequence[tuple[ImageLike, str]], steps: int, seed: int) -> str:
+    digest = hashlib.sha256(f"{steps}|{seed}|{LEARNING_RATE}|{torch.__version__}".encode())
+    digest.update((Path(__file__).resolve().parents[1] / "curate" / "model_configs" / f"{TEST_MODEL}.json").read_bytes())
+    digest.update(Path(__file__).read_bytes())  # a change to this recipe trains afresh
+    for image, caption in pairs:
+        digest.update(image if isinstance(image, (bytes, bytearray)) else image.tobytes())
+        digest.update(caption.encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def train_tiny_clip(
+    pairs: Sequence[tuple[ImageLike, str]],
+    seconds: float = 15.0,
+    seed: int = 0,
+    *,
+    steps: int = DEFAULT_STEPS,
+    out_path: str | os.PathLike | None = None,
+) -> Path:
+    """Train the tiny-test model contrastively on `pairs` (full batch, symmetric InfoNCE via open_clip's ClipLoss)
+    and save a state dict loadable with load_clip("tiny-test", checkpoint=path).
+
+    `steps` fixes the work, so the result is deterministic; `seconds` is only a safety cap for a very slow machine
+    (hitting it warns, since the checkpoint then depends on the machine's speed).
+    """
+    from open_clip.loss import ClipLoss
+
+    if len(pairs) < 2:
+        raise ValueError("contrastive training needs at least 2 pairs")
+    loaded = load_clip(TEST_MODEL, device="cpu", precision="fp32")
+    model = loaded.model
+    images = torch.stack([loaded.preprocess(_as_image(img).convert("RGB")) for img, _ in pairs])
+    tokens = loaded.tokenizer([caption for _, caption in pairs])
+
+    # one thread: the same float reduction order on every machine, and no spinning threads on a busy shared CPU
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
+    loss_fn = ClipLoss()
+    started = time.monotonic()
+    for step in range(steps):
+        if time.monotonic() - started > seconds:
+            warnings.warn(f"tiny CLIP training stopped at step {step}/{steps} after {seconds}s; "
+                          "the checkpoint is not the reproducible one")
+            break
+        image_features, text_features, logit_scale = model(images, tokens)
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    torch.set_num_threads(threads)
+
+    path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="tiny-clip-")) / "tiny-test.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)  # a concurrent session sees the whole file or none
+    return path
+
+
+def cached_tiny_clip(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
+    """The checkpoint trained on the bundled sample, trained once per machine and reused."""
+    pairs = sample_pairs()
+    cache_dir = Path(tempfile.gettempdir()) / "fairsift-tiny-clip"
+    path = cache_dir / f"tiny-test-{_cache_key(pairs, steps, seed)}.pt"
+    if not path.is_file():
+        train_tiny_clip(pairs, seed=seed, steps=steps, out_path=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_checkpoint() -> Path:
+    """Path of the tiny-test checkpoint trained on the bundled sample pairs."""
+    return cached_tiny_clip()
