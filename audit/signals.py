@@ -3,7 +3,7 @@
 Every column is a signal read from the caption or the URLs, not an identity: `*_terms` come from caption words
 (audit/lexicons.py), `country` from caption place names or, failing those, from the page's or the image's
 country-code domain, and `country_source` says which (audit/geo.py). Every pairs row gets a row (the audit joins on
-uid), in pairs order, so reruns write identical tables.
+uid), in pairs order and once per uid, so reruns write identical tables.
 
 Speed: the word lexicons run as one RE2 regular expression per side over the whole Arrow column; place names run
 in Python only on captions that an RE2 pre-filter of all gazetteer phrases picks out; py3langid runs per caption.
@@ -164,6 +164,13 @@ def group_signals(batch: pa.Table) -> pa.Table:
     return pa.Table.from_pydict({f.name: data[f.name] for f in GROUPS_SCHEMA}, schema=GROUPS_SCHEMA)
 
 
+def _first_row_per_uid(pairs: pa.Table) -> pa.Table:
+    """One row per uid, the first in pairs order: the same url and caption found on two pages is one pair here."""
+    seen: set[str] = set()
+    keep = [i for i, uid in enumerate(pairs.column("uid").to_pylist()) if not (uid in seen or seen.add(uid))]
+    return pairs if len(keep) == pairs.num_rows else pairs.take(keep)
+
+
 def build_group_signals(run_dir: str | Path) -> dict:
     """Compute signals/groups/ for every pairs row; returns counts per value of the main columns."""
     pairs = tables.read_table(run_dir, "pairs")
@@ -171,7 +178,7 @@ def build_group_signals(run_dir: str | Path) -> dict:
     missing = {"uid", "caption"} - set(wanted)
     if missing:
         raise ValueError(f"pairs table in {tables.table_path(run_dir, 'pairs')} lacks columns {sorted(missing)}")
-    pairs = pairs.select(wanted)
+    pairs = _first_row_per_uid(pairs.select(wanted))
     parts = []
     with tqdm(total=pairs.num_rows, desc="group signals", unit="pair", file=None, disable=None) as bar:
         for start in range(0, pairs.num_rows, BATCH_ROWS):

@@ -141,3 +141,14 @@ def test_prefilter_never_hides_a_mention():
     first, every = signals.caption_geo(arr, signals.lexicons.lower(arr))
     assert first == [geo.caption_country(c) for c in caps]
     assert every == [geo.caption_countries(c) for c in caps]
+
+
+def test_one_row_per_uid_first_page_kept(tmp_path):
+    urls = ["http://img.example.com/a.jpg", "http://img.example.com/a.jpg", "http://img.example.com/b.jpg"]
+    caps = ["a red chair", "a red chair", "a blue chair"]
+    pages = ["http://shop.example.de/", "http://shop.example.it/", None]
+    tables.write_part(tmp_path, "pairs", 0, pairs_table(urls, caps, pages))
+    counts = signals.build_group_signals(tmp_path)
+    g = tables.read_table(tmp_path, "groups").to_pylist()
+    assert counts["rows"] == 2
+    assert [r["page_cctld_country"] for r in g] == ["DE", None]

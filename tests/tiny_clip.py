@@ -20,11 +20,14 @@ import warnings
 from pathlib import Path
 from typing import Sequence, Union
 
+import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
 
 from curate.clip_model import TEST_MODEL, load_clip
+from curate.schemas import SHARDS, STATUS_SUCCESS
+from curate.tables import compute_uid, write_part
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "pipelines" / "sample"
 DEFAULT_STEPS = 30
@@ -46,6 +49,26 @@ def sample_pairs(caption_field: str = "alt_text") -> list[tuple[bytes, str]]:
                 raise ValueError(f"{SAMPLE_DIR / 'samples.jsonl'} line {line_no}: no {caption_field!r} or 'caption'")
             pairs.append(((SAMPLE_DIR / row["file"]).read_bytes(), caption))
     return pairs
+
+
+def shards_table(pairs: Sequence[tuple[bytes, str]], url_prefix: str = "http://sample.test/img") -> pa.Table:
+    """A SHARDS table of successful downloads holding `pairs` (JPEG bytes, caption); uids unique per position."""
+    rows = []
+    for i, (data, caption) in enumerate(pairs):
+        url = f"{url_prefix}/{i}.jpg"
+        width, height = Image.open(io.BytesIO(data)).size
+        rows.append({"uid": compute_uid(url, caption), "url": url, "caption": caption, "status": STATUS_SUCCESS,
+                     "error_message": None, "image": data, "width": width, "height": height,
+                     "original_width": width, "original_height": height,
+                     "sha256": hashlib.sha256(data).hexdigest()})
+    return pa.Table.from_pylist(rows, schema=SHARDS)
+
+
+def write_sample_shards(run_dir: str | os.PathLike, pairs: Sequence[tuple[bytes, str]], rows_per_part: int = 40) -> list[Path]:
+    """RUN/shards/ with `pairs` split into parts, as the download stage would leave it."""
+    table = shards_table(pairs)
+    return [write_part(run_dir, "shards", i, table.slice(start, rows_per_part))
+            for i, start in enumerate(range(0, table.num_rows, rows_per_part))]
 
 
 def _as_image(image: ImageLike) -> Image.Image:
@@ -76,8 +99,6 @@ def train_tiny_clip(
     `steps` fixes the work, so the result is deterministic; `seconds` is only a safety cap for a very slow machine
     (hitting it warns, since the checkpoint then depends on the machine's speed).
     """
-    from open_clip.loss import ClipLoss
-
     if len(pairs) < 2:
         raise ValueError("contrastive training needs at least 2 pairs")
     loaded = load_clip(TEST_MODEL, device="cpu", precision="fp32")
@@ -88,6 +109,22 @@ def train_tiny_clip(
     # one thread: the same float reduction order on every machine, and no spinning threads on a busy shared CPU
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        _train(model, images, tokens, steps, seconds, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+    path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="tiny-clip-")) / "tiny-test.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)  # a concurrent session sees the whole file or none
+    return path
+
+
+def _train(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor, steps: int, seconds: float, seed: int):
+    from open_clip.loss import ClipLoss
+
     torch.manual_seed(seed)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
@@ -104,14 +141,6 @@ def train_tiny_clip(
         loss.backward()
         optimizer.step()
     model.eval()
-    torch.set_num_threads(threads)
-
-    path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="tiny-clip-")) / "tiny-test.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)  # a concurrent session sees the whole file or none
-    return path
 
 
 def cached_tiny_clip(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
@@ -120,7 +149,8 @@ def cached_tiny_clip(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
     cache_dir = Path(tempfile.gettempdir()) / "fairsift-tiny-clip"
     path = cache_dir / f"tiny-test-{_cache_key(pairs, steps, seed)}.pt"
     if not path.is_file():
-        train_tiny_clip(pairs, seed=seed, steps=steps, out_path=path)
+        # a generous cap: the cached file should be the reproducible one even on a crowded machine
+        train_tiny_clip(pairs, seconds=600.0, seed=seed, steps=steps, out_path=path)
     return path
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from audit.probes.group_metrics import accuracy, fairness_difference_rows, group_rows
 from audit.probes.zero_shot import (
     ImageEmbeddings,

@@ -7,6 +7,7 @@ the same preprocessing and normalisation.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -49,11 +50,16 @@ def _encode(loaded: LoadedClip, items: Sequence, open_image: Callable[[object], 
                         tensors.append(loaded.preprocess(img.convert("RGB")))
                     rows.append(i)
                 except Exception as exc:  # a bad image is a row with a status, never a crashed probe
-                    status[i], messages[i] = STATUS_UNREADABLE, f"{type(exc).__name__}: {exc}"
+                    status[i], messages[i] = STATUS_UNREADABLE, _message(exc)
             if tensors:
                 vectors[rows] = encode_images(loaded, torch.stack(tensors))
             bar.update(min(batch_size, len(items) - start))
     return ImageEmbeddings(vectors, status, messages)
+
+
+def _message(exc: Exception) -> str:
+    # object reprs carry memory addresses, which would make reruns differ
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", f"{type(exc).__name__}: {exc}")
 
 
 def encode_image_files(loaded: LoadedClip, paths: Sequence[str | Path], batch_size: int = 64,
