@@ -77,6 +77,8 @@ def audit_frame(decisions: pd.DataFrame, groups: pd.DataFrame, attributes: list[
     for helper in GEO_HELPERS:
         if helper in groups.columns and helper not in keep:
             keep.append(helper)
+    # decisions carries helper columns of its own (e.g. the filter's `language`): the group signals win
+    decisions = decisions.drop(columns=[c for c in keep if c != "uid" and c in decisions.columns])
     return decisions.merge(groups[keep], on="uid", how="left", validate="one_to_one")
 
 

@@ -75,7 +75,8 @@ def _choose_attributes(available: list[str], groups: pd.DataFrame, requested: Op
 
 def _with_column(frame: pd.DataFrame, run_dir, table: str, column: str) -> pd.DataFrame:
     values = read_table(run_dir, table, ["uid", column]).to_pandas().drop_duplicates("uid")
-    return frame.merge(values, on="uid", how="left", validate="one_to_one")
+    # the signal's own table is the source of truth, not a copy the filter carried into decisions
+    return frame.drop(columns=[column], errors="ignore").merge(values, on="uid", how="left", validate="one_to_one")
 
 
 def write_audit_tables(run_dir: str | os.PathLike, options: AuditOptions) -> dict:

@@ -267,6 +267,8 @@ def load_clip(
     is_test = model == TEST_MODEL
     if model.startswith(HF_HUB_PREFIX):
         pretrained = None  # open_clip ignores a tag for hub names; so does the model id
+    if pretrained and not checkpoint and os.path.isfile(pretrained):
+        checkpoint, pretrained = pretrained, None  # open_clip also takes a file as `pretrained`: it is a checkpoint
     if not is_test and not model.startswith(HF_HUB_PREFIX) and model not in open_clip.list_models():
         raise ValueError(f"unknown open_clip architecture {model!r}; known: {', '.join(open_clip.list_models()[:12])}, ... "
                          f"or hf-hub:org/repo, or {TEST_MODEL}")
@@ -292,12 +294,11 @@ def load_clip(
                 raise ValueError(f"{model} needs weights: pass --pretrained TAG (one of "
                                  f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
                                  f"or --checkpoint PATH")
-            if pretrained and not model.startswith(HF_HUB_PREFIX) and not open_clip.get_pretrained_cfg(model, pretrained) \
-                    and not os.path.isfile(pretrained):
+            if pretrained and not model.startswith(HF_HUB_PREFIX) and not open_clip.get_pretrained_cfg(model, pretrained):
                 raise ValueError(f"unknown pretrained tag {pretrained!r} for {model}; known: "
                                  f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none'}")
             net, preprocess, tokenizer = _load_hub(model, pretrained, torch_device)
-            cached = pretrained if pretrained and os.path.isfile(pretrained) else _cached_weights_file(model, pretrained)
+            cached = _cached_weights_file(model, pretrained)
             sha = file_sha256(cached) if cached else None
             label = model if model.startswith(HF_HUB_PREFIX) else f"{model}/{pretrained}"
     if is_test:

@@ -35,7 +35,7 @@ from curate.dup_clusters import cluster, star_links
 from curate.hamming_index import hamming_distance, near_duplicate_pairs, query
 from curate.options import DedupOptions
 from curate.phash import compute_phashes, hash_folder, read_phashes, worker_pool
-from curate.schemas import DEDUP, DUP_KINDS, STATUS_SUCCESS, conform
+from curate.schemas import DEDUP, DUP_KINDS, STATUS_SUCCESS, conform, is_test_model_id
 from curate.semantic_dedup import embeddings_matrix, semantic_pairs
 
 SHARDS_COLUMNS = ("uid", "url", "status", "sha256")
@@ -88,12 +88,18 @@ def _phash_links(phash: np.ndarray, valid: np.ndarray, max_distance: int) -> np.
     return np.concatenate([identical, rows[first[near]].reshape(-1, 2)])
 
 
+def _from_test_model(run_dir: Path) -> bool:
+    """Embeddings of the tiny test model carry no meaning: near-identical vectors would merge unrelated images."""
+    clip = tables.read_table(run_dir, "clip", columns=["model"], required=False)
+    return clip is not None and any(is_test_model_id(m) for m in clip.column("model").unique().to_pylist() if m)
+
+
 def _semantic_links(run_dir: Path, uids: pd.Series, options: DedupOptions) -> np.ndarray | None:
     """Links between rows whose image embeddings are semantic duplicates; None when there are no embeddings."""
     if not options.semantic:
         return None
     embeddings = tables.read_table(run_dir, "embeddings", columns=["uid", "image_embedding"], required=False)
-    if embeddings is None:
+    if embeddings is None or _from_test_model(run_dir):
         return None
     first_row = pd.Series(np.arange(embeddings.num_rows), index=embeddings.column("uid").to_pandas())
     row_of_uid = first_row[~first_row.index.duplicated()].reindex(uids.to_numpy()).to_numpy()
@@ -185,9 +191,19 @@ def dedup(run_dir: str | os.PathLike, options: DedupOptions) -> dict:
         "phash_parts_hashed": hashing["parts_hashed"],  # 0 on a rerun: finished parts are skipped
         "duplicates": {kind: int(kinds.get(kind, 0)) for kind in DUP_KINDS},
         "unique": int(pd.isna(pd.Series(dup_kind)).sum()),
-        "semantic_search": "on" if semantic is not None else ("off" if not options.semantic else "off: no signals/embeddings"),
+        "semantic_search": _semantic_status(run_dir, semantic, options),
         **extra_counts,
     }
+
+
+def _semantic_status(run_dir: Path, semantic, options: DedupOptions) -> str:
+    if semantic is not None:
+        return "on"
+    if not options.semantic:
+        return "off"
+    if not tables.table_exists(run_dir, "embeddings"):
+        return "off: no signals/embeddings"
+    return "off: embeddings come from the tiny test model"
 
 
 def _full_table(shards: pd.DataFrame, success: np.ndarray, dup_of, dup_kind, size, distance) -> pa.Table:

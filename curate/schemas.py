@@ -81,3 +81,8 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(
         cols + [table.column(n) for n in extra], names=list(schema.names) + extra
     )
+
+
+def is_test_model_id(model_id: str) -> bool:
+    """The `model` column of signals/clip names the tiny test model with this marker (see curate.clip_model)."""
+    return "TEST MODEL" in model_id

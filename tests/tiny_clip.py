@@ -24,6 +24,7 @@ import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from curate.clip_model import TEST_MODEL, load_clip
 from curate.schemas import SHARDS, STATUS_SUCCESS
@@ -94,13 +95,15 @@ def train_tiny_clip(
     out_path: str | os.PathLike | None = None,
 ) -> Path:
     """Train the tiny-test model contrastively on `pairs` (full batch, symmetric InfoNCE via open_clip's ClipLoss)
-    and save a state dict loadable with load_clip("tiny-test", checkpoint=path).
+    and save its state dict (.safetensors; give out_path that suffix) loadable with load_clip("tiny-test", checkpoint=path).
 
     `steps` fixes the work, so the result is deterministic; `seconds` is only a safety cap for a very slow machine
     (hitting it warns, since the checkpoint then depends on the machine's speed).
     """
     if len(pairs) < 2:
         raise ValueError("contrastive training needs at least 2 pairs")
+    if out_path is not None and Path(out_path).suffix != ".safetensors":
+        raise ValueError(f"out_path must end in .safetensors (open_clip picks the loader by suffix): {out_path}")
     loaded = load_clip(TEST_MODEL, device="cpu", precision="fp32")
     model = loaded.model
     images = torch.stack([loaded.preprocess(_as_image(img).convert("RGB")) for img, _ in pairs])
@@ -114,10 +117,11 @@ def train_tiny_clip(
     finally:
         torch.set_num_threads(threads)
 
-    path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="tiny-clip-")) / "tiny-test.pt"
+    path = Path(out_path) if out_path else Path(tempfile.mkdtemp(prefix="tiny-clip-")) / "tiny-test.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    torch.save(model.state_dict(), tmp)
+    # safetensors: the same weights give the same bytes (torch.save embeds the file name), so the checksum is stable
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, path)  # a concurrent session sees the whole file or none
     return path
 
@@ -147,7 +151,7 @@ def cached_tiny_clip(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
     """The checkpoint trained on the bundled sample, trained once per machine and reused."""
     pairs = sample_pairs()
     cache_dir = Path(tempfile.gettempdir()) / "fairsift-tiny-clip"
-    path = cache_dir / f"tiny-test-{_cache_key(pairs, steps, seed)}.pt"
+    path = cache_dir / f"tiny-test-{_cache_key(pairs, steps, seed)}.safetensors"
     if not path.is_file():
         # a generous cap: the cached file should be the reproducible one even on a crowded machine
         train_tiny_clip(pairs, seconds=600.0, seed=seed, steps=steps, out_path=path)
