@@ -90,7 +90,7 @@ def main() -> None:
         tok_s, _ = timed(loaded.tokenizer, captions)
         print(f"model {loaded.model_id} on {loaded.device} ({loaded.precision}); torch threads {torch.get_num_threads()}; "
               f"{args.n} pairs, batch {args.batch_size}, workers {args.workers}")
-        print(f"tokenizer alone: {args.n / tok_s:,.0f} captions/s (runs in the DataLoader workers)")
+        print(f"tokenizer alone: {args.n / tok_s:,.0f} captions/s (score tokenizes inside its dataset: in the workers when --workers > 0)")
 
         bare_times, ours_times = [], []
         for _ in range(args.repeat):  # alternate the two so that a noisy neighbour hurts both alike

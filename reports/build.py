@@ -54,6 +54,14 @@ class _Figures:
         self.items.append((section, file, caption))
 
 
+def _filter_step_options(manifest: dict) -> dict[str, dict]:
+    """Each filter step's options (e.g. the CLIP fraction), from the run's config or the default filter."""
+    from curate.filters import default_filter_config
+
+    config = (manifest.get("config") or {}).get("filter") or default_filter_config().model_dump(mode="json")
+    return {s.get("name"): s for s in config.get("steps", []) if isinstance(s, dict)}
+
+
 def _attributes(df: pd.DataFrame | None) -> list[str]:
     if df is None or df.empty:
         return []
@@ -76,7 +84,7 @@ def build_report(run_dir: str | Path) -> dict:
     cooc = _read_parquet(audit_dir / "cooccurrence.parquet")
     agreement = _read_parquet(audit_dir / "geo_agreement.parquet")
     min_count = int((manifest.get("stages", {}).get("audit", {}).get("counts", {}) or {}).get("min_count", 30))
-    thresholds = (manifest.get("stages", {}).get("filter", {}).get("counts", {}) or {}).get("thresholds", {})
+    step_options = _filter_step_options(manifest)
 
     funnel = funnel_rows(run_dir)
     figs.add("Funnel", "funnel", figures.funnel(funnel, test_model), "Rows left after each step.")
@@ -108,7 +116,7 @@ def build_report(run_dir: str | Path) -> dict:
             figs.add("Model probes", f"{name}_{metric}", figures.probe_bars(table, metric, f"{name}: {metric}"),
                      f"{metric} per group with 95% CIs ({name}).")
 
-    headline = findings.impact_sentences(impact, thresholds) + findings.composition_sentences(comp)
+    headline = findings.impact_sentences(impact, step_options) + findings.composition_sentences(comp)
     if test_model:
         headline.insert(0, {"kind": "warning", "sentence": "All CLIP scores in this run come from the tiny TEST model "
                             "(random weights): score-based findings describe the pipeline's mechanics, not real data."})

@@ -22,10 +22,16 @@ def describe_group(attribute: str, group: str) -> str:
     return f"rows with {attribute.replace('_', ' ')} '{group}'"
 
 
-def describe_step(step: str, thresholds: dict | None = None) -> str:
-    detail = (thresholds or {}).get(step)
-    if step.startswith("clip_top_fraction") and isinstance(detail, dict) and "fraction" in detail:
-        return f"the CLIP top-{round(100 * detail['fraction'])}% step"
+NON_GROUPS = {"(missing)", "none", "unknown", "nan", "None"}
+
+
+def describe_step(step: str, step_options: dict | None = None) -> str:
+    opts = (step_options or {}).get(step) or {}
+    if step == "clip_top_fraction" and "fraction" in opts:
+        parity = " with group parity" if opts.get("group_parity") else ""
+        return f"the CLIP top-{round(100 * opts['fraction'])}% step{parity}"
+    if step == "clip_threshold" and "min_score" in opts:
+        return f"the CLIP score >= {opts['min_score']} step"
     return f"the {step} step"
 
 
@@ -33,30 +39,39 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
 
 
-def impact_sentences(impact: pd.DataFrame, thresholds: dict | None = None, mode: str = "sequential",
+def _sentence(r, step_options: dict | None, mode: str) -> str:
+    text = (f"{describe_step(r['step'], step_options)} kept {_pct(r['value'])} of "
+            f"{describe_group(r['attribute'], str(r['group']))} vs {_pct(r['overall_rate'])} overall "
+            f"(ratio {r['ratio']:.2f}, CI {r.get('ratio_ci_low', float('nan')):.2f}–"
+            f"{r.get('ratio_ci_high', float('nan')):.2f}, n={int(r['n']):,}, {mode})")
+    if bool(r.get("flag_four_fifths", False)):
+        text += "; significantly below the four-fifths line after multiple-testing correction"
+    return text
+
+
+def impact_sentences(impact: pd.DataFrame, step_options: dict | None = None, mode: str = "sequential",
                      limit: int = 12) -> list[dict]:
-    """One finding per step and attribute: the group with the lowest inclusion ratio, plus every flagged group."""
+    """Per step, the real group (not missing/none, not under the minimum count) with the lowest inclusion ratio
+    across attributes; then every group flagged by the four-fifths test."""
     if impact is None or impact.empty or "ratio" not in impact:
         return []
-    d = impact[(impact.get("mode", mode) == mode)].dropna(subset=["ratio"])
+    d = impact[(impact["mode"] == mode) if "mode" in impact else True].dropna(subset=["ratio"])
+    d = d[~d["group"].astype(str).isin(NON_GROUPS)]
     if "flag_low_n" in d:
         d = d[~d["flag_low_n"].fillna(False).astype(bool)]
-    out: list[dict] = []
-    for (step, attribute), g in d.groupby(["step", "attribute"], sort=False):
-        worst = g.sort_values("ratio").iloc[0]
-        picks = [worst] + [r for _, r in g[g.get("flag_four_fifths", False) == True].iterrows()  # noqa: E712
-                           if r["group"] != worst["group"]]
-        for r in picks:
-            flagged = bool(r.get("flag_four_fifths", False))
-            text = (f"{describe_step(step, thresholds)} kept {_pct(r['value'])} of "
-                    f"{describe_group(attribute, str(r['group']))} vs {_pct(r['overall_rate'])} overall "
-                    f"(ratio {r['ratio']:.2f}, CI {r.get('ratio_ci_low', float('nan')):.2f}–"
-                    f"{r.get('ratio_ci_high', float('nan')):.2f}, n={int(r['n']):,}, {mode})")
-            if flagged:
-                text += "; significantly below the four-fifths line after multiple-testing correction"
-            out.append({"kind": "filter_impact", "step": step, "attribute": attribute, "group": str(r["group"]),
-                        "ratio": float(r["ratio"]), "flag_four_fifths": flagged, "sentence": text})
-    out.sort(key=lambda f: (not f["flag_four_fifths"], f["ratio"]))
+    picked: list = []
+    for _, g in d.groupby("step", sort=False):
+        picked.append(g.sort_values(["ratio", "attribute", "group"]).iloc[0])
+    if "flag_four_fifths" in d:
+        flagged = d[d["flag_four_fifths"].fillna(False).astype(bool)].sort_values("ratio")
+        seen = {(r["step"], r["attribute"], r["group"]) for r in picked}
+        picked += [r for _, r in flagged.iterrows() if (r["step"], r["attribute"], r["group"]) not in seen]
+    out = [{"kind": "filter_impact", "step": r["step"], "attribute": r["attribute"], "group": str(r["group"]),
+            "mode": mode, "value": float(r["value"]), "overall_rate": float(r["overall_rate"]),
+            "ratio": float(r["ratio"]), "ratio_ci_low": float(r.get("ratio_ci_low", float("nan"))),
+            "ratio_ci_high": float(r.get("ratio_ci_high", float("nan"))), "n": int(r["n"]),
+            "flag_four_fifths": bool(r.get("flag_four_fifths", False)), "sentence": _sentence(r, step_options, mode)}
+           for r in picked]
     return out[:limit]
 
 
@@ -74,12 +89,13 @@ def composition_sentences(comp: pd.DataFrame, population: str = "downloaded") ->
                     f"{_pct(f['value'])} female terms (n={int(f['n']):,}): {ratio:.1f} male per female "
                     "(caption words, not identities)"})
     for attribute in ("region", "income_group", "country"):
-        a = d[(d["attribute"] == attribute) & (d["group"].astype(str) != "none") & d["group"].notna()]
-        a = a[a["group"].astype(str) != "unknown"]
+        a = d[(d["attribute"] == attribute) & ~d["group"].astype(str).isin(NON_GROUPS) & d["group"].notna()]
         if not a.empty:
             top = a.sort_values("value", ascending=False).head(3)
             parts = ", ".join(f"{r['group']} {_pct(r['value'])} (CI {_pct(r['ci_low'])}–{_pct(r['ci_high'])})"
                               for _, r in top.iterrows())
+            known = float(a["value"].sum())
             out.append({"kind": "composition", "attribute": attribute,
-                        "sentence": f"largest {attribute.replace('_', ' ')} shares among {population} rows: {parts}"})
+                        "sentence": f"largest {attribute.replace('_', ' ')} shares among {population} rows: {parts} "
+                                    f"({_pct(1 - known)} of rows have no {attribute.replace('_', ' ')} signal)"})
     return out
