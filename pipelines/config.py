@@ -22,6 +22,15 @@ class AuditSection(BaseModel):
     seed: int = 0
 
 
+class ProbeSection(BaseModel):
+    """Model probes run with the run's scoring model into RUN/probes/ (see `fairsift probe`)."""
+    model_config = ConfigDict(extra="forbid")
+    datasets: list[str] = Field(default_factory=list, description="KIND:PATH, e.g. fairface:DIR or country:CSV")
+    n_boot: int = Field(1000, ge=0)
+    n_permutations: int = Field(10_000, ge=1)
+    seed: int = 0
+
+
 class ReportSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
@@ -40,6 +49,7 @@ class RunConfig(BaseModel):
     filter: Optional[dict[str, Any]] = None  # validated by curate.filters.FilterConfig
     export: ExportOptions = Field(default_factory=ExportOptions)
     audit: AuditSection = Field(default_factory=AuditSection)
+    probe: Optional[ProbeSection] = None
     report: ReportSection = Field(default_factory=ReportSection)
 
     def model_post_init(self, __context: Any) -> None:
@@ -60,6 +70,11 @@ def _format_validation(path: Path, err: ValidationError) -> str:
         where = ".".join(str(x) for x in e["loc"]) or "(top level)"
         lines.append(f"  {where}: {e['msg']}")
     return "\n".join(lines)
+
+
+def _resolve_dataset(spec: str, base: Path) -> str:
+    kind, sep, path = spec.partition(":")
+    return f"{kind}:{resolve_path(path, base)}" if sep else spec
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -84,6 +99,8 @@ def load_config(path: str | Path) -> RunConfig:
         config.ingest.path = resolve_path(config.ingest.path, base)
     config.dedup.eval_set = resolve_path(config.dedup.eval_set, base)
     config.score.checkpoint = resolve_path(config.score.checkpoint, base)
+    if config.probe:
+        config.probe.datasets = [_resolve_dataset(d, base) for d in config.probe.datasets]
     if config.crawl is None and config.ingest is None:
         raise ConfigError(f"config {path}: needs a `crawl` section (sources) or an `ingest` section (path)")
     if config.filter is not None:

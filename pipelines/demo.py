@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 from pipelines import manifest
-from pipelines.config import AuditSection, ReportSection, RunConfig
+from pipelines.config import AuditSection, ProbeSection, ReportSection, RunConfig
+from pipelines.demo_site import SAMPLE_DIR
 from pipelines.summary import console
 
 DEFAULT_MODEL = ("ViT-B-32", "laion2b_s34b_b79k")
@@ -69,6 +70,7 @@ def run_demo(run_dir: Path, model: Optional[str] = None, pretrained: Optional[st
             download={"image_size": 256, "processes": 1, "threads": 16, "timeout": 5},
             score={**score_opts, "batch_size": 64, "workers": 1},
             audit=AuditSection(enabled=True, min_count=10, n_boot=500),
+            probe=ProbeSection(datasets=[f"fairface:{SAMPLE_DIR / 'fairface'}"], n_boot=500, n_permutations=2000),
             report=ReportSection(enabled=True),
         )
         extra = {"demo": True, "planted": {k: len(v) if isinstance(v, list) else v for k, v in planted.items()}}
@@ -79,7 +81,7 @@ def run_demo(run_dir: Path, model: Optional[str] = None, pretrained: Optional[st
         _banner(notice)
     console.print(f"\n[bold]outputs[/] in {run_dir}/:")
     for rel, what in (("corpus/", "the filtered corpus (Parquet)"), ("decisions.parquet", "why each pair was kept or dropped"),
-                      ("audit/", "bias audit tables"), ("report/index.html", "the static report"),
+                      ("audit/", "bias audit tables"), ("probes/", "model probes per perceived group (FairFace sample)"), ("report/index.html", "the static report"),
                       ("manifest.json", "config, versions, model, per-stage counts and timings")):
         if (run_dir / rel).exists():
             console.print(f"  {run_dir / rel}  — {what}")

@@ -68,7 +68,7 @@ def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: f
     if error:
         entry["error"] = error
     # model facts surface at the top so every consumer sees which model (and whether the test model) made the scores
-    if counts and isinstance(counts.get("model"), dict):
+    if stage == "score" and counts and isinstance(counts.get("model"), dict):
         manifest["model"] = counts["model"]
     manifest.setdefault("stages", {})[stage] = entry
     save(run_dir, manifest)

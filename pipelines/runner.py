@@ -94,10 +94,18 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None =
         audit_opts = AuditOptions(perceived=cfg.audit.perceived, min_count=cfg.audit.min_count,
                                   n_boot=cfg.audit.n_boot, seed=cfg.audit.seed)
         _run(run_dir, "audit", lambda: run_audit(run_dir, audit_opts), audit_opts, ["filter"])
+    if cfg.probe is not None and cfg.probe.datasets:
+        from audit.probes import ProbeOptions, run_probes
+
+        probe_opts = ProbeOptions(model=cfg.score.model, pretrained=cfg.score.pretrained,
+                                  checkpoint=cfg.score.checkpoint, device=cfg.score.device,
+                                  datasets=cfg.probe.datasets, n_boot=cfg.probe.n_boot,
+                                  n_permutations=cfg.probe.n_permutations, seed=cfg.probe.seed)
+        _run(run_dir, "probe", lambda: run_probes(probe_opts, run_dir / "probes"), probe_opts, [])
     if cfg.report.enabled:
         from reports.build import build_report
 
-        _run(run_dir, "report", lambda: build_report(run_dir), cfg.report, ["audit", "filter", "export"])
+        _run(run_dir, "report", lambda: build_report(run_dir), cfg.report, ["audit", "filter", "export", "probe"])
 
     print_funnel(run_dir)
     return run_dir

@@ -148,10 +148,14 @@ def probe_bars(df: pd.DataFrame, metric: str, title: str):
     d = df[df["metric"] == metric].dropna(subset=["value"])
     if d.empty:
         return None
-    d = d.assign(label=d["attribute"].astype(str) + ": " + d["group"].astype(str))
-    if "variant" in d:
-        d = d.assign(label=d["label"] + d["variant"].map(lambda v: "" if pd.isna(v) else f" [{v}]"))
-    d = d.head(40)
+    # FairFace labels are annotators' perceptions: say so on every axis label
+    d = d.assign(label="perceived " + d["attribute"].astype(str) + ": " + d["group"].astype(str))
+    for col, name in (("task", "task"), ("with_child_labels", "child labels"), ("variant", "")):
+        if col in d:
+            d = d.assign(label=d["label"] + d[col].map(
+                lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                else f" [{name + ' ' if name else ''}{'yes' if v is True else 'no' if v is False else v}]"))
+    d = d.head(48)
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(d) + 1.5))
     err = np.vstack([(d["value"] - d["ci_low"]).clip(lower=0), (d["ci_high"] - d["value"]).clip(lower=0)]).astype(float)
     ax.barh(d["label"], d["value"], xerr=np.nan_to_num(err), color="#55a868", capsize=2)

@@ -78,9 +78,9 @@ def test_samples_filters_and_injection_is_text(run_dir):
 
 def test_whatif_slider_changes_inclusion(run_dir):
     at = _goto(_app(run_dir), "Filter impact")
-    before = at.dataframe(key="whatif_table").value.copy()
+    before = at.dataframe[-1].value.copy()
     at.slider(key="i_whatif").set_value(0.9).run()
-    after = at.dataframe(key="whatif_table").value
+    after = at.dataframe[-1].value
     assert not before["inclusion_rate"].equals(after["inclusion_rate"])
     # recomputed independently over the same tables
     data = RunData(run_dir)
@@ -91,6 +91,19 @@ def test_whatif_slider_changes_inclusion(run_dir):
     got = dict(zip(after["group"], after["inclusion_rate"]))
     for grp, rate in zip(check["grp"], check["r"]):
         assert abs(got[grp] - rate) < 1e-9
+
+
+def test_probe_page_shows_the_probe_table(run_dir):
+    import pandas as pd
+
+    at = _goto(_app(run_dir), "Model probes")
+    name = at.selectbox(key="p_table").value
+    metric = at.selectbox(key="p_metric").value
+    shown = at.dataframe[-1].value
+    stored = pd.read_parquet(run_dir / "probes" / f"{name}.parquet")
+    stored = stored[stored["metric"] == metric]
+    assert len(shown) == len(stored)
+    assert sorted(shown["value"].round(9)) == sorted(stored["value"].round(9))
 
 
 def test_missing_tables_show_which_command_creates_them(tmp_path):

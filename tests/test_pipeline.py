@@ -29,7 +29,7 @@ def test_demo_runs_offline_and_says_it_used_the_test_model(demo_run):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["model"]["is_test_model"] is True
     assert "model_fallback" in manifest
-    for stage in ("crawl", "download", "dedup", "score", "filter", "export", "audit", "report"):
+    for stage in ("crawl", "download", "dedup", "score", "filter", "export", "audit", "probe", "report"):
         assert manifest["stages"][stage]["status"] == "done", stage
     assert "funnel" in out.lower()
 

@@ -54,4 +54,4 @@ def render(data: RunData) -> None:
     except MissingData as exc:
         st.info(str(exc))
         return
-    st.dataframe(table, hide_index=True, key="whatif_table")
+    st.dataframe(table, hide_index=True)  # last element of the page: the tests read it there
