@@ -20,8 +20,6 @@ from curate.tables import compute_uid, list_parts, read_table
 from pipelines.cli import app
 
 LAION = Path(__file__).parents[2] / "shared" / "data" / "captions" / "laion_style_alt_texts_10000.parquet"
-if not LAION.exists():
-    LAION = Path("/work/shared/data/captions/laion_style_alt_texts_10000.parquet")
 
 # one row of every kind: kept, kept with extra whitespace, empty url, non-http url, duplicate, over-long caption
 ROWS = [
