@@ -111,7 +111,7 @@ def build_site(site_dir: Path, sample_dir: Path = SAMPLE_DIR) -> dict:
             figures.append(_img_tag("/as/text~html/page01.html", "A web page pretending to be a picture of a lighthouse"))
             planted["failed_downloads"] += ["/status/404/missing.jpg", "/as/text~html/page01.html"]
         body = "\n".join(figures)
-        nav = f'<a href="index.html">index</a>'
+        nav = '<a href="index.html">index</a>'
         (site_dir / "pages").mkdir(exist_ok=True)
         (site_dir / "pages" / page).write_text(
             f'<!doctype html><html><head><meta charset="utf-8"><base href="/pages/"><title>fairsift sample {page}'

@@ -5,30 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import platform
 import time
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from curate.versions import package_versions
+
 MANIFEST = "manifest.json"
-_PACKAGES = (
-    "fairsift", "torch", "torchvision", "open_clip_torch", "img2dataset", "pyarrow", "duckdb", "imagehash",
-    "faiss-cpu", "py3langid", "fairlearn", "pandas", "numpy", "pillow", "streamlit",
-)
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def load(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():

@@ -13,6 +13,7 @@ import pandas as pd
 
 from audit.probes.group_metrics import accuracy, fairness_difference_rows, group_rows
 from audit.probes.zero_shot import (
+    read_checked_csv,
     ImageEmbeddings,
     argmax_labels,
     class_embeddings,
@@ -38,14 +39,7 @@ class FairfaceImages:
 def read_labels(folder: Path, prompts: dict) -> pd.DataFrame:
     """labels.csv of a FairFace folder, checked against the prompt file's classes; errors name the row and field."""
     path = folder / "labels.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"FairFace labels not found: {path} (expected columns {', '.join(LABEL_COLUMNS)})")
-    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; it has {list(labels.columns)}")
-    if labels.empty:
-        raise ValueError(f"{path} has no rows")
+    labels = read_checked_csv(path, LABEL_COLUMNS, "FairFace labels")
     for task in TASKS:
         known = prompts["tasks"][task]
         bad = labels.index[~labels[task].isin(list(known))]

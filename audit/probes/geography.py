@@ -15,6 +15,7 @@ import pycountry
 
 from audit.probes.group_metrics import accuracy, group_rows
 from audit.probes.zero_shot import (
+    read_checked_csv,
     argmax_labels,
     class_embeddings,
     encode_image_files,
@@ -51,14 +52,7 @@ class CountryNames:
 
 
 def read_country_csv(path: Path, names: CountryNames) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"country CSV not found: {path} (expected columns {', '.join(CSV_COLUMNS)})")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in CSV_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; it has {list(table.columns)}")
-    if table.empty:
-        raise ValueError(f"{path} has no rows")
+    table = read_checked_csv(path, CSV_COLUMNS, "country CSV")
     codes = []
     for row, value in enumerate(table["country"]):
         code = names.code(value)

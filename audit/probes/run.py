@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +26,7 @@ from audit.probes.fairface import accuracy_probe, load_fairface
 from audit.probes.geography import country_probe
 from audit.probes.harmful import harmful_label_probe
 from audit.probes.options import DatasetSpec, ProbeOptions, parse_dataset
+from curate.versions import package_versions
 from curate.clip_model import encode_texts, load_clip, model_info
 from curate.schemas import AUDIT, conform
 from curate.tables import atomic_write_parquet
@@ -39,20 +39,6 @@ AUDIT_TABLES = {  # file stem -> analysis name
 }
 OTHER_OUTPUTS = ("predictions_fairface", "predictions_harmful_labels", "predictions_country", "association_words")
 _FLOAT32_LISTS = ("top_scores", "image_embedding", "text_embedding")
-_VERSIONED = ("fairsift", "torch", "open_clip_torch", "fairlearn", "scikit-learn", "numpy", "pandas", "pyarrow",
-              "pycountry")
-
-
-def package_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def audit_table(rows: list[dict], analysis: str) -> pa.Table:
     frame = pd.DataFrame(rows)
     frame.insert(0, "analysis", analysis)

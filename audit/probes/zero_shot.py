@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 from tqdm import tqdm
@@ -143,3 +144,16 @@ def top_k(probs: np.ndarray, labels: list[str], k: int) -> tuple[list[list[str]]
 def argmax_labels(probs: np.ndarray, labels: list[str]) -> list[str | None]:
     idx = np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1)
     return [None if np.isnan(row).any() else labels[j] for row, j in zip(probs, idx)]
+
+
+def read_checked_csv(path: Path, columns: Sequence[str], what: str) -> pd.DataFrame:
+    """A probe's label CSV as strings; a missing file, missing columns or no rows stop with the path named."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path} (expected columns {', '.join(columns)})")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; it has {list(table.columns)}")
+    if table.empty:
+        raise ValueError(f"{path} has no rows")
+    return table
