@@ -6,6 +6,7 @@ Routes besides plain files:
   /slow/<seconds>/<path>      waits, then serves <path> (timeouts)
   /optout/<directive>/<path>  serves <path> with `X-Robots-Tag: <directive>`
   /as/<content-type>/<path>   serves <path> with that Content-Type ("text~html" for "text/html")
+  /redirect/<url-quoted URL>  answers 302 to that URL (redirect guards)
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class _Handler(SimpleHTTPRequestHandler):
                 self._send_file("/".join(parts[2:]))
             elif head == "optout" and len(parts) >= 3:
                 self._send_file("/".join(parts[2:]), {"X-Robots-Tag": unquote(parts[1])})
+            elif head == "redirect" and len(parts) >= 2:
+                self.send_response(302)
+                self.send_header("Location", unquote("/".join(parts[1:])))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
             elif head == "as" and len(parts) >= 3:
                 self._send_file("/".join(parts[2:]), content_type=unquote(parts[1]).replace("~", "/"))
             else:
