@@ -9,8 +9,9 @@ population's overall rate (the four-fifths rule compares this ratio with 0.8).
 
 Uncertainty: a non-stratified row bootstrap of the step's population (as fairlearn's MetricFrame does), drawn as
 multinomial cell counts (audit.stats.bootstrap_group_rates); 95% percentile CIs for the rate, the ratio and the
-difference (rate − overall). p_value tests H0: ratio >= 0.8 against ratio < 0.8, one-sided, from the same resamples
-(audit.stats.bootstrap_p_below); p_adjusted corrects across the groups of one step × mode × attribute, by Holm
+difference (rate − overall). p_value tests H0: ratio >= 0.8 against ratio < 0.8, one-sided, with an exact binomial
+test of the group's passing count against 0.8 × the overall rate (audit.stats.binomial_p_below: unlike a bootstrap
+p-value it stays honest for groups where none or all rows pass); p_adjusted corrects across the groups of one step × mode × attribute, by Holm
 (family-wise error, the default) or Benjamini-Hochberg (false discovery rate); flag_four_fifths is
 p_adjusted < alpha, i.e. the ratio is significantly below 0.8.
 """
@@ -24,7 +25,7 @@ import pandas as pd
 
 from audit.frame import audit_rows, concat_rows, group_labels
 from audit.stats import (
-    Correction, adjust_p_values, bootstrap_group_rates, bootstrap_p_below, percentile_interval, stream_rng,
+    Correction, adjust_p_values, binomial_p_below, bootstrap_group_rates, percentile_interval, stream_rng,
     wilson_interval,
 )
 
@@ -64,7 +65,7 @@ def impact_rows(passed: np.ndarray, totals: np.ndarray, labels: np.ndarray, *, n
     rate_low, rate_high = percentile_interval(boot.group_rates)
     ratio_low, ratio_high = percentile_interval(boot_ratio)
     diff_low, diff_high = percentile_interval(boot_diff)
-    p_value = np.where(totals > 0, bootstrap_p_below(boot_ratio, FOUR_FIFTHS), np.nan)
+    p_value = binomial_p_below(passed, totals, overall, FOUR_FIFTHS)
     p_adjusted = adjust_p_values(p_value, correction)
     return audit_rows(
         "filter_impact", **context, group=labels, n=totals, metric="inclusion_rate", value=rate,

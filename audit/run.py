@@ -131,6 +131,12 @@ def run_audit(run_dir: str | os.PathLike, options: AuditOptions | None = None) -
     signal_counts = build_signals(run_dir, options)
     counts = write_audit_tables(run_dir, options)
     counts["signals"] = {name: _summary(value) for name, value in signal_counts.items()}
+    perceived = signal_counts.get("perceived")
+    if isinstance(perceived, dict):
+        # the zero-shot prompts and model behind every perceived_* column belong in the manifest itself
+        for key in ("perceived_prompts", "perceived_model"):
+            if key in perceived:
+                counts[key] = perceived[key]
     return counts
 
 

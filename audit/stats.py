@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy import stats as scipy_stats
 from scipy.special import ndtri
 from scipy.stats import false_discovery_control
 
@@ -90,19 +91,21 @@ def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tup
     return low, high
 
 
-def bootstrap_p_below(replicates: np.ndarray, threshold: float) -> np.ndarray:
-    """One-sided bootstrap p-value of H0: statistic >= threshold against H1: statistic < threshold, per column.
+def binomial_p_below(passed: np.ndarray, totals: np.ndarray, overall_rate: float,
+                     threshold: float) -> np.ndarray:
+    """One-sided exact binomial p-value of H0: group rate >= threshold × overall rate, per group.
 
-    p = (1 + #{replicates >= threshold}) / (n_boot + 1): the inversion of the one-sided percentile interval with the
-    usual add-one so that p is never 0. A replicate where the statistic is undefined (group absent: NaN) counts as
-    no evidence against H0. The smallest possible p is 1 / (n_boot + 1), so corrections over many groups need
-    enough resamples (1000 resamples resolve p down to 0.001).
+    p = P(X <= passed) for X ~ Binomial(n, threshold × overall). Exact at every count, including groups where none
+    or all rows pass, whose bootstrap distribution collapses to a point (a bootstrap p-value would then claim
+    significance at any n). The overall rate is taken as known: with many groups its sampling error is small next
+    to a single group's. NaN for empty groups.
     """
-    n_boot = replicates.shape[0]
-    if n_boot == 0:
-        return np.full(replicates.shape[1:], np.nan)
-    not_below = ~(replicates < threshold)  # NaN compares False, so it lands in "not below"
-    return (1.0 + not_below.sum(axis=0)) / (n_boot + 1.0)
+    passed = np.asarray(passed, dtype=np.int64)
+    totals = np.asarray(totals, dtype=np.int64)
+    p0 = min(max(threshold * float(overall_rate), 0.0), 1.0) if np.isfinite(overall_rate) else np.nan
+    with np.errstate(invalid="ignore"):
+        p = scipy_stats.binom.cdf(passed, totals, p0)
+    return np.where(totals > 0, p, np.nan)
 
 
 def holm(p_values) -> np.ndarray:

@@ -6,8 +6,10 @@ WAT: metadata records holding Common Crawl's JSON envelope; its "Links" list alr
 
 A malformed record is skipped and counted as "warc_bad_records". fastwarc cannot continue after a bad record, so
 the reading resynchronises itself: a .gz file is split into its gzip members (WARC's record-at-a-time compression,
-so one member is one record), and within a member or a plain file the reading restarts at the next "WARC/1."
-version line. Consecutive bad records in an uncompressed stream count as one.
+so one member is one record); a corrupt or cut-short member, or junk between members, is skipped by scanning for the
+next gzip header (1f 8b 08) whose member inflates to a "WARC/1." line. Within a member or a plain file the reading
+restarts at the next line that starts with "WARC/1.". Consecutive bad records in an uncompressed stream count as one.
+The scans run only after an error, so intact files are read straight through.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ WARC_SUFFIXES = (".warc", ".warc.gz", ".wat", ".wat.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _VERSION_LINE = b"WARC/1."
 _READ_CHUNK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip member header: magic number + deflate
+_PROBE_CHUNK = 512  # a member's gzip and deflate headers fit in a few hundred bytes...
+_PROBE_LIMIT = 1 << 16  # ...so a candidate that yields no "WARC/1." within this much is not one
+_MAX_HEADER = 1 << 16  # a WARC record header is far shorter; bounds the search for its end
+Buffer = bytes | mmap.mmap
 
 
 def is_warc_path(path: Path) -> bool:
@@ -43,10 +50,14 @@ def _is_parse_failure(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ValueError)) or type(exc).__name__ == "PanicException"
 
 
-def _records(open_at: Callable[[int], BinaryIO], find: Callable[[bytes, int], int], counts: Counter) -> Iterator[WarcRecord]:
+Find = Callable[..., int]  # bytes.find / mmap.find: (sub, start[, end]) -> offset or -1
+
+
+def _records(open_at: Callable[[int], BinaryIO], find: Find, size: int, counts: Counter) -> Iterator[WarcRecord]:
     """Every record from offset 0 on; after a parse error, restart at the next version line and count the bad one.
 
     `open_at(offset)` gives a stream positioned at offset, so record.stream_pos (taken from tell()) is absolute.
+    A record the data ends inside of is counted as bad and not handed on.
     """
     offset, first_attempt = 0, True
     while True:
@@ -55,7 +66,10 @@ def _records(open_at: Callable[[int], BinaryIO], find: Callable[[bytes, int], in
         try:
             for record in ArchiveIterator(stream, parse_http=False, strict_mode=True):
                 last_start = record.stream_pos
-                yield record
+                if _is_cut_short(record, find, size):
+                    counts["warc_bad_records"] += 1
+                else:
+                    yield record
             return
         except BaseException as exc:
             if not _is_parse_failure(exc):
@@ -66,10 +80,27 @@ def _records(open_at: Callable[[int], BinaryIO], find: Callable[[bytes, int], in
         finally:
             stream.close()
         first_attempt = False
-        resume = find(_VERSION_LINE, (last_start if last_start is not None else offset) + 1)
+        resume = _next_version_line(find, (last_start if last_start is not None else offset) + 1)
         if resume < 0:
             return
         offset = resume
+
+
+def _is_cut_short(record: WarcRecord, find: Find, size: int) -> bool:
+    """Whether the data ends before the record's declared Content-Length (fastwarc hands such a record over with a
+    short payload, without an error). The header ends at the first blank line; one find per record, cheap."""
+    start = record.stream_pos
+    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := find(blank, start, start + _MAX_HEADER)) >= 0]
+    return bool(ends) and min(ends) + record.content_length > size
+
+
+def _next_version_line(find: Find, start: int) -> int:
+    """Offset of the first "WARC/1." that begins a line at or after start (start >= 1), or -1.
+
+    Only a line start counts, so a payload that merely mentions "WARC/1.0" mid-line is not taken for a record.
+    """
+    found = find(b"\n" + _VERSION_LINE, start - 1)
+    return found + 1 if found >= 0 else -1
 
 
 def _open_bytes_at(data: bytes, offset: int) -> BinaryIO:
@@ -79,47 +110,80 @@ def _open_bytes_at(data: bytes, offset: int) -> BinaryIO:
 
 
 def _records_in_bytes(data: bytes, counts: Counter) -> Iterator[WarcRecord]:
-    return _records(lambda offset: _open_bytes_at(data, offset), data.find, counts)
+    return _records(lambda offset: _open_bytes_at(data, offset), data.find, len(data), counts)
 
 
-def _gzip_members(stream: BinaryIO, counts: Counter) -> Iterator[bytes]:
-    """Decompressed bytes of each gzip member; corrupt or truncated compressed data is counted and ends the file."""
-    decompressor, out, pending, in_member = zlib.decompressobj(wbits=31), [], b"", False
-    while True:
-        data = pending or stream.read(_READ_CHUNK)
-        pending = b""
-        if not data:
-            if in_member:
-                counts["warc_bad_records"] += 1  # the file ends inside a member
+def _inflate_member(data: Buffer, start: int) -> tuple[bytes, int] | None:
+    """(decompressed bytes, offset just past the member) of the gzip member at start; None when it is corrupt or the
+    data ends inside it."""
+    decompressor, out, position = zlib.decompressobj(wbits=31), [], start
+    try:
+        while not decompressor.eof:
+            chunk = data[position : position + _READ_CHUNK]
+            if not chunk:
+                return None
+            out.append(decompressor.decompress(chunk))
+            position += len(chunk)
+    except zlib.error:
+        return None
+    return b"".join(out), position - len(decompressor.unused_data)
+
+
+def _starts_warc_member(data: Buffer, start: int) -> bool:
+    """Whether a gzip member that inflates to a "WARC/1." line begins at start (a 1f 8b 08 inside compressed data or
+    junk is usually not one). Only the first bytes are inflated."""
+    decompressor, position, head = zlib.decompressobj(wbits=31), start, b""
+    try:
+        while len(head) < len(_VERSION_LINE) and position < start + _PROBE_LIMIT and not decompressor.eof:
+            chunk = data[position : position + _PROBE_CHUNK]
+            if not chunk:
+                break
+            head += decompressor.decompress(chunk, len(_VERSION_LINE) - len(head))
+            position += len(chunk)
+    except zlib.error:
+        return False
+    return head == _VERSION_LINE
+
+
+def _next_warc_member(data: Buffer, start: int) -> int:
+    """Offset of the next gzip member at or after start that holds a WARC record, or -1."""
+    position = data.find(_GZIP_MAGIC, start)
+    while position >= 0 and not _starts_warc_member(data, position):
+        position = data.find(_GZIP_MAGIC, position + 1)
+    return position
+
+
+def _gzip_members(data: Buffer, counts: Counter) -> Iterator[bytes]:
+    """Decompressed bytes of each gzip member. A corrupt or cut-short member, or junk between members, counts as one
+    bad record; reading goes on at the next member that starts a WARC record. Normal files never scan."""
+    position = 0
+    while position < len(data):
+        member = _inflate_member(data, position)
+        if member is not None:
+            body, position = member
+            yield body
+            continue
+        counts["warc_bad_records"] += 1
+        position = _next_warc_member(data, position + 1)
+        if position < 0:
             return
-        in_member = True
-        try:
-            out.append(decompressor.decompress(data))
-        except zlib.error:
-            counts["warc_bad_records"] += 1
-            return
-        if decompressor.eof:
-            yield b"".join(out)
-            out, pending, in_member = [], decompressor.unused_data, False
-            decompressor = zlib.decompressobj(wbits=31)
 
 
 def iter_records(path: Path, counts: Counter) -> Iterator[WarcRecord]:
-    with open(path, "rb") as raw:
+    if path.stat().st_size == 0:
+        return
+    with open(path, "rb") as raw, mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         if path.name.lower().endswith(".gz"):
-            for member in _gzip_members(raw, counts):
+            for member in _gzip_members(mapped, counts):
                 yield from _records_in_bytes(member, counts)
             return
-        if path.stat().st_size == 0:
-            return
-        with mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
 
-            def open_at(offset: int) -> BinaryIO:
-                stream = open(path, "rb")  # noqa: SIM115 - closed by _records
-                stream.seek(offset)
-                return stream
+        def open_at(offset: int) -> BinaryIO:
+            stream = open(path, "rb")  # noqa: SIM115 - closed by _records
+            stream.seek(offset)
+            return stream
 
-            yield from _records(open_at, mapped.find, counts)
+        yield from _records(open_at, mapped.find, len(mapped), counts)
 
 
 # ---- records -> pages --------------------------------------------------------------------------------------------
@@ -134,7 +198,11 @@ def _response_page(record: WarcRecord, url: str, counts: Counter) -> Page | None
     if not record.is_http or record.http_headers is None:
         counts["warc_bad_records"] += 1
         return None
-    if not 200 <= record.http_headers.status_code < 300 or (record.http_content_type or "").lower() not in HTML_TYPES:
+    status = record.http_headers.status_code
+    if status is None:  # a status line fastwarc could not read
+        counts["warc_bad_records"] += 1
+        return None
+    if not 200 <= status < 300 or (record.http_content_type or "").lower() not in HTML_TYPES:
         return None
     return Page(url=url, source="warc", body=record.reader.read(), http_charset=record.http_charset)
 

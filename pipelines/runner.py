@@ -31,10 +31,35 @@ def _fingerprint(options: Any, upstream: list[str], run_dir: Path) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# what each stage writes; a stage is only skipped while these files are all still there, unchanged in size.
+# signals/dedup belongs to the second dedup pass and signals/groups to the groups stage, so that no two stages
+# claim one file and undo each other's skip
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "crawl": ("pairs",), "ingest": ("pairs",), "download": ("shards",), "dedup": ("signals/phash",),
+    "score": ("signals/clip", "signals/embeddings"), "dedup_semantic": ("signals/dedup",), "groups": ("signals/groups",),
+    "filter": ("decisions.parquet",), "export": ("corpus",), "audit": ("audit",), "probe": ("probes",),
+    "report": ("report",),
+}
+
+
+def _outputs(run_dir: Path, stage: str) -> dict[str, int]:
+    """Relative path -> size of every file the stage wrote (hidden temporary files excluded)."""
+    found: dict[str, int] = {}
+    for rel in STAGE_OUTPUTS.get(stage, ()):
+        path = run_dir / rel
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        for f in files:
+            if not f.name.startswith("."):
+                found[str(f.relative_to(run_dir))] = f.stat().st_size
+    return found
+
+
 def _run(run_dir: Path, stage: str, fn: Callable[[], dict], options: Any, upstream: list[str]) -> dict:
     fingerprint = _fingerprint(options, upstream, run_dir)
     previous = manifest.load(run_dir).get("stages", {}).get(stage, {})
-    if previous.get("status") == "done" and previous.get("fingerprint") == fingerprint:
+    outputs = _outputs(run_dir, stage)
+    if previous.get("status") == "done" and previous.get("fingerprint") == fingerprint and outputs \
+            and previous.get("outputs") == outputs:
         console.print(f"[dim]{stage}: unchanged since {previous.get('finished_at')}, skipped[/]")
         return previous.get("counts", {})
     console.rule(f"[bold]{stage}")
@@ -48,6 +73,7 @@ def _run(run_dir: Path, stage: str, fn: Callable[[], dict], options: Any, upstre
     manifest.record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
     data = manifest.load(run_dir)
     data["stages"][stage]["fingerprint"] = fingerprint
+    data["stages"][stage]["outputs"] = _outputs(run_dir, stage)
     manifest.save(run_dir, data)
     print_stage_summary(stage, counts)
     return counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
@@ -87,7 +88,10 @@ def test_bootstrap_intervals_and_p_values_recomputed_with_the_same_seed(frame, i
     assert got["ratio_ci_low"].to_numpy() == pytest.approx(np.quantile(boot_ratio, 0.025, axis=0))
     assert got["difference_ci_high"].to_numpy() == pytest.approx(
         np.quantile(boot_rate - boot_overall[:, None], 0.975, axis=0))
-    p = (1 + (boot_ratio >= 0.8).sum(0)) / (N_BOOT + 1)
+    # exact one-sided binomial test of each group's passing count against 0.8 x the overall rate
+    overall = counts["sum"].sum() / counts["size"].sum()
+    p = np.array([scipy.stats.binomtest(int(k), int(n), 0.8 * overall, alternative="less").pvalue
+                  for k, n in zip(counts["sum"], counts["size"])])
     assert got["p_value"].to_numpy() == pytest.approx(p)
     # Holm across the groups of this step × mode × attribute
     order = np.argsort(p, kind="mergesort")
@@ -105,6 +109,18 @@ def test_four_fifths_flags_the_built_in_disparities(impact):
     assert not ((flagged["attribute"] == "country") & (flagged["group"] == "DE")).any()
     assert not (flagged["step"] == "dedup").any()  # the dedup step drops rows at random
     assert (flagged["ratio_ci_high"] < 0.8).all()
+
+
+def test_no_flag_from_a_degenerate_group_too_small_to_tell():
+    # 8 rows, none kept, overall 30%: the bootstrap cannot vary 0/8, but the exact test says p ~ 0.11
+    frame = pd.DataFrame({"uid": [f"u{i}" for i in range(208)],
+                          "pass_clip": [False] * 8 + [True] * 62 + [False] * 138,
+                          "g": ["small"] * 8 + ["big"] * 200})
+    rows = filter_impact(frame, ["clip"], ["g"], n_boot=200, seed=0, min_count=5)
+    small = rows[(rows["group"] == "small") & (rows["mode"] == "marginal")].iloc[0]
+    assert small["value"] == 0.0
+    assert small["p_value"] == pytest.approx((1 - 0.8 * 62 / 208) ** 8)
+    assert not small["flag_four_fifths"]
 
 
 def test_benjamini_hochberg_option(frame):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -104,14 +105,9 @@ def test_run_from_config_resumes_after_a_lost_part(tmp_path, site):
     assert again.returncode == 0, again.stderr[-5000:]
     assert "skipped" in again.stderr
 
+    # lose one part of two stages' outputs: the rerun must notice and rebuild exactly those parts
     for name in ("shards", "clip"):
-        for part in tables.list_parts(run_dir, name):
-            part.unlink()
-    # a stage marked done but whose output vanished must still rebuild it: clear the manifest's record too
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    for stage in ("download", "score"):
-        manifest["stages"][stage]["status"] = "failed"
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+        tables.list_parts(run_dir, name)[0].unlink()
     resumed = _run(["run", str(config), "--run", str(run_dir)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-5000:]
     for name, table in before.items():
@@ -131,3 +127,24 @@ def test_missing_table_says_which_command_creates_it(tmp_path):
     proc = _run(["score", str(tmp_path / "empty"), "--model", "tiny-test"], tmp_path)
     assert proc.returncode == 2
     assert "fairsift download" in proc.stderr
+
+
+def test_audit_perceived_records_its_prompts_in_the_manifest(demo_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(demo_run[0], run_dir, ignore=shutil.ignore_patterns("site", "report"))
+    proc = _run(["audit", str(run_dir), "--perceived", "--n-boot", "50", "--min-count", "5"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    counts = json.loads((run_dir / "manifest.json").read_text())["stages"]["audit"]["counts"]
+    prompts = counts["perceived_prompts"]
+    assert prompts and "person" in json.dumps(prompts).lower()
+    perceived = _read(run_dir, "perceived").to_pandas()
+    assert {c for c in perceived.columns if c.startswith("perceived_")} >= {"perceived_gender_presentation",
+                                                                             "perceived_age_group"}
+    composition = _read_audit(run_dir, "composition")
+    assert "perceived_gender_presentation" in set(composition["attribute"])
+
+
+def _read_audit(run_dir: Path, name: str):
+    import pandas as pd
+
+    return pd.read_parquet(run_dir / "audit" / f"{name}.parquet")

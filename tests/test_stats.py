@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.stats
 import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
 from audit.stats import (
-    adjust_p_values, benjamini_hochberg, bootstrap_group_rates, bootstrap_p_below, holm, npmi, percentile_interval,
+    adjust_p_values, benjamini_hochberg, binomial_p_below, bootstrap_group_rates, holm, npmi, percentile_interval,
     stream_rng, wilson_interval,
 )
 
@@ -153,11 +154,11 @@ def test_absent_group_is_nan_in_that_resample():
     assert not np.isnan(boot.group_rates[:, 1]).any()
 
 
-def test_bootstrap_p_value_counts_replicates_not_below():
-    reps = np.array([[0.5, 0.9], [0.7, 0.85], [0.9, np.nan], [0.79, 0.95]])
-    p = bootstrap_p_below(reps, 0.8)
-    # column 0: one of four replicates >= 0.8; column 1: three >= 0.8 plus one NaN (no evidence against H0)
-    assert p.tolist() == pytest.approx([(1 + 1) / 5, (1 + 4) / 5])
+def test_binomial_p_value_is_the_exact_lower_tail():
+    p = binomial_p_below([0, 5, 3], [8, 10, 0], 0.3, 0.8)
+    assert p[0] == pytest.approx(scipy.stats.binomtest(0, 8, 0.24, alternative="less").pvalue)
+    assert p[1] == pytest.approx(scipy.stats.binomtest(5, 10, 0.24, alternative="less").pvalue)
+    assert np.isnan(p[2])
 
 
 def test_percentile_interval_matches_numpy_quantile():
