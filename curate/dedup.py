@@ -11,8 +11,9 @@ join on uid still finds every row. Among the rows with an image:
   set, then with the highest clip_score (when signals/clip exists), then the smallest uid. Every other member gets
   dup_of = representative and dup_kind = the first kind that joins it to the representative;
 - a row within eval_phash_distance (default phash_distance) of an image in the eval-set folder is flagged
-  "eval_set" whatever else it is, with dup_of "eval:<file name relative to the folder>" (the nearest eval image,
-  ties to the smaller name). A representative is flagged too when every member of its cluster matches the eval set.
+  "eval_set" whatever else it is; `eval_match` names the nearest eval image (file name relative to the folder, ties
+  to the smaller name) and dup_of keeps the contract's meaning: the uid of its cluster's kept representative, null
+  when the row is that representative or has no other copy. A representative is flagged too when every member of its cluster matches the eval set.
 
 Extra columns: cluster_size (members of the row's cluster, 1 when unique) and phash_distance (Hamming distance
 between the row's pHash and that of its dup_of image, when both exist).
@@ -39,7 +40,6 @@ from curate.schemas import DEDUP, DUP_KINDS, STATUS_SUCCESS, conform, is_test_mo
 from curate.semantic_dedup import embeddings_matrix, semantic_pairs
 
 SHARDS_COLUMNS = ("uid", "url", "status", "sha256")
-EVAL_PREFIX = "eval:"
 
 
 def _read_shards(run_dir: Path) -> pd.DataFrame:
@@ -112,7 +112,7 @@ def _semantic_links(run_dir: Path, uids: pd.Series, options: DedupOptions) -> np
 
 
 def _eval_matches(folder: str, phash: np.ndarray, valid: np.ndarray, max_distance: int):
-    """For each row: "eval:<name>" of its nearest eval image within max_distance (None if none), the distance to it
+    """For each row: the file name of its nearest eval image within max_distance (None if none), the distance to it
     (-1 if none); and counts."""
     with worker_pool() as pool:
         names, eval_hashes, unreadable = hash_folder(folder, pool)
@@ -130,7 +130,7 @@ def _eval_matches(folder: str, phash: np.ndarray, valid: np.ndarray, max_distanc
         first = np.ones(len(best), dtype=bool)
         first[1:] = row[best[1:]] != row[best[:-1]]
         for r, e, d in zip(row[best[first]], eval_index[best[first]], distance[best[first]]):
-            matched[r] = EVAL_PREFIX + names[e]
+            matched[r] = names[e]
             matched_distance[r] = d
     counts = {"eval_images": len(names), "eval_unreadable": len(unreadable)}
     return matched, matched_distance, counts
@@ -173,14 +173,13 @@ def dedup(run_dir: str | os.PathLike, options: DedupOptions) -> dict:
     is_rep = clusters.representative == np.arange(n)
     dup_of = np.where(is_rep, None, rows["uid"].to_numpy(dtype=object)[clusters.representative])
     dup_kind = clusters.kind.copy()
-    dup_of[is_eval] = eval_match[is_eval]
     dup_kind[is_eval] = "eval_set"
     # Hamming distance from the row's pHash to its dup_of image's; -1 (null) where either has none
     rep = clusters.representative
     distance = np.where(valid & valid[rep] & ~is_rep, hamming_distance(phash, phash[rep]).astype(np.int64), -1)
     distance[is_eval] = eval_distance[is_eval]
 
-    out = _full_table(shards, success, dup_of, dup_kind, clusters.size, distance)
+    out = _full_table(shards, success, dup_of, dup_kind, clusters.size, distance, eval_match)
     tables.write_table(run_dir, "dedup", out)
 
     kinds = pd.Series(dup_kind).value_counts()
@@ -206,19 +205,22 @@ def _semantic_status(run_dir: Path, semantic, options: DedupOptions) -> str:
     return "off: embeddings come from the tiny test model"
 
 
-def _full_table(shards: pd.DataFrame, success: np.ndarray, dup_of, dup_kind, size, distance) -> pa.Table:
+def _full_table(shards: pd.DataFrame, success: np.ndarray, dup_of, dup_kind, size, distance, eval_match) -> pa.Table:
     """One row per shards row; rows without an image get nulls."""
     n_all = len(shards)
     all_dup_of = np.full(n_all, None, dtype=object)
     all_kind = np.full(n_all, None, dtype=object)
     all_size = np.zeros(n_all, dtype=np.int64)
     all_distance = np.full(n_all, -1, dtype=np.int64)
+    all_eval = np.full(n_all, None, dtype=object)
     all_dup_of[success], all_kind[success], all_size[success], all_distance[success] = dup_of, dup_kind, size, distance
+    all_eval[success] = eval_match
     table = pa.table({
         "uid": pa.array(shards["uid"].to_numpy(dtype=object), type=pa.string()),
         "dup_of": pa.array(all_dup_of, type=pa.string()),
         "dup_kind": pa.array(all_kind, type=pa.string()),
         "cluster_size": pa.array(all_size, type=pa.int32(), mask=~success),
         "phash_distance": pa.array(all_distance, type=pa.int16(), mask=all_distance < 0),
+        "eval_match": pa.array(all_eval, type=pa.string()),
     })
     return conform(table, DEDUP)

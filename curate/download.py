@@ -6,8 +6,13 @@ one call, since each call spawns processes; a call takes at most BATCH_ROWS rows
 its output back into one shards part per pairs part, every pairs row present exactly once, in pairs order:
 
 - rows refused before the call get "invalid_url" or "blocked_private_network";
-- img2dataset's "failed_to_download" becomes "opted_out" when an X-Robots-Tag directive refused the image;
+- img2dataset's "failed_to_download" becomes "opted_out" when an X-Robots-Tag directive refused the image, and
+  "blocked_private_network" when the redirect guard refused it (below);
 - a row img2dataset lost (its shard crashed) comes back as "failed_to_download" with a message saying so.
+
+Redirects: img2dataset follows them itself, in the processes it spawns, where the URL check above cannot reach. Unless
+private networks are allowed, img2dataset runs in curate.redirect_guard's environment: its workers then refuse a
+redirect to a private address, and any connection to one (DNS rebinding), with a message holding REFUSAL_MARKER.
 
 `sha256` is img2dataset's hash of the original bytes as served (the exact-duplicate key, independent of the
 resize settings), not of the re-encoded JPEG in `image`.
@@ -40,11 +45,13 @@ from tqdm import tqdm  # noqa: E402
 from curate import tables  # noqa: E402
 from curate.download_guard import UrlGuard  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
+from curate.redirect_guard import REFUSAL_MARKER, guarded_environment  # noqa: E402
 from curate.schemas import (  # noqa: E402
     SHARDS,
     STATUS_FAILED_DOWNLOAD,
     STATUS_FAILED_RESIZE,
     STATUS_OPTED_OUT,
+    STATUS_PRIVATE_NETWORK,
     conform,
 )
 
@@ -58,6 +65,7 @@ MAX_ROWS_PER_SHARD = 10_000  # img2dataset's default shard size
 BATCH_ROWS = 10_000  # pairs rows per img2dataset call, at most (a bigger part still goes whole)
 ROBOTS_MESSAGE = "X-Robots-Tag"  # img2dataset: "Use of image disallowed by X-Robots-Tag directive"
 BOMB_MESSAGES = ("CV_IO_MAX_IMAGE_PIXELS", "image area too large")
+PRIVATE_HINT = "; pass --allow-private-network to download from it"
 LOG_TAIL_CHARS = 2000
 LOST_MESSAGE = "img2dataset returned no result for this row (its shard failed)"
 # what this stage adds to the pairs columns (the contract's result columns), keyed by the row's place in its part
@@ -208,7 +216,8 @@ def run_img2dataset(pairs: pa.Table, options: DownloadOptions, work: Path) -> tu
     pq.write_table(pairs, url_list)
     # several shards let img2dataset spread one part over its processes
     rows_per_shard = max(1, min(MAX_ROWS_PER_SHARD, math.ceil(pairs.num_rows / options.processes)))
-    with output_to_log(log_path), _restore_sigint():
+    worker_guard = contextlib.nullcontext() if options.allow_private_network else guarded_environment()
+    with output_to_log(log_path), _restore_sigint(), worker_guard:
         import img2dataset
 
         try:
@@ -284,6 +293,11 @@ def _to_contract(fetched: pa.Table) -> pa.Table:
         pc.equal(status, STATUS_FAILED_DOWNLOAD), pc.fill_null(pc.match_substring(message, ROBOTS_MESSAGE), False)
     )
     status = pc.if_else(opted_out, STATUS_OPTED_OUT, status)
+    refused_private = pc.and_(
+        pc.equal(status, STATUS_FAILED_DOWNLOAD), pc.fill_null(pc.match_substring(message, REFUSAL_MARKER), False)
+    )
+    status = pc.if_else(refused_private, STATUS_PRIVATE_NETWORK, status)
+    message = pc.if_else(refused_private, pc.binary_join_element_wise(message, PRIVATE_HINT, ""), message)
     is_bomb = pc.and_(
         pc.equal(status, STATUS_FAILED_RESIZE),
         pc.fill_null(pc.or_(*(pc.match_substring(message, m) for m in BOMB_MESSAGES)), False),

@@ -51,7 +51,9 @@ class FilterContext:
 
     @cached_property
     def dedup(self) -> pd.DataFrame:
-        return tables.read_table(self.run_dir, "dedup", columns=["uid", "dup_of", "dup_kind"]).to_pandas()
+        table = tables.read_table(self.run_dir, "dedup")
+        wanted = [c for c in ("uid", "dup_of", "dup_kind", "eval_match") if c in table.column_names]
+        return table.select(wanted).to_pandas()
 
     def image_sizes(self, use: str) -> tuple[np.ndarray, np.ndarray]:
         """(width, height) as float arrays, NaN where unknown; `use` is "original" or "resized"."""

@@ -72,12 +72,17 @@ class DedupStep(FilterStep):
         # a uid may have several duplicate rows (e.g. phash and semantic): the eval-set one explains it best
         flagged = dedup[is_dup.to_numpy()].assign(_eval_first=lambda d: d["dup_kind"] != "eval_set")
         flagged = flagged.sort_values("_eval_first", kind="stable")
-        aligned = ctx.align(flagged[["uid", "dup_of", "dup_kind"]])
+        if "eval_match" not in flagged:
+            flagged = flagged.assign(eval_match=None)
+        aligned = ctx.align(flagged[["uid", "dup_of", "dup_kind", "eval_match"]])
         dup_of = aligned["dup_of"].tolist()
         dup_kind = aligned["dup_kind"].tolist()
+        eval_match = aligned["eval_match"].tolist()
         is_flagged = aligned["dup_kind"].notna().to_numpy() | aligned["dup_of"].notna().to_numpy()
 
         def reason(i: int) -> str:
+            if dup_kind[i] == "eval_set" and isinstance(eval_match[i], str):
+                return f"matches eval-set image {eval_match[i]} (eval_set)"
             other = dup_of[i] if isinstance(dup_of[i], str) else "?"
             # a uid is shortened like a git hash; an eval-set item's name is shown whole
             shown = other[:8] + "…" if re.fullmatch(r"[0-9a-f]{32}", other) else other

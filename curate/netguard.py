@@ -29,7 +29,7 @@ def host_of(url_or_host: str) -> str:
     """The bare host name or IP literal of a URL, 'host', 'host:port' or '[v6]:port'."""
     text = url_or_host.strip()
     bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    if _parse_ip(bare) is not None:  # a bare IPv6 literal would otherwise read as host:port
+    if parse_ip(bare) is not None:  # a bare IPv6 literal would otherwise read as host:port
         return bare
     if "://" not in text:
         text = "//" + text  # let urlsplit take brackets and ports apart
@@ -39,7 +39,7 @@ def host_of(url_or_host: str) -> str:
         return ""
 
 
-def _parse_ip(text: str) -> IPAddress | None:
+def parse_ip(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 zone id ("fe80::1%eth0") is not part of it
     except ValueError:
@@ -74,14 +74,14 @@ def is_private_address(ip: IPAddress) -> bool:
 
 def resolve(host: str) -> list[IPAddress]:
     """Every address the host resolves to (an IP literal resolves to itself); [] when it does not resolve."""
-    literal = _parse_ip(host)
+    literal = parse_ip(host)
     if literal is not None:
         return [literal]
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, OSError):
         return []
-    return [ip for ip in (_parse_ip(str(info[4][0])) for info in infos) if ip is not None]
+    return [ip for ip in (parse_ip(str(info[4][0])) for info in infos) if ip is not None]
 
 
 def is_private_host(url_or_host: str) -> bool:

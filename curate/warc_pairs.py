@@ -8,7 +8,7 @@ A malformed record is skipped and counted as "warc_bad_records". fastwarc cannot
 the reading resynchronises itself: a .gz file is split into its gzip members (WARC's record-at-a-time compression,
 so one member is one record); a corrupt or cut-short member, or junk between members, is skipped by scanning for the
 next gzip header (1f 8b 08) whose member inflates to a "WARC/1." line. Within a member or a plain file the reading
-restarts at the next line that starts with "WARC/1.". Consecutive bad records in an uncompressed stream count as one.
+restarts at the next "WARC/1.x" version line. Consecutive bad records in an uncompressed stream count as one.
 The scans run only after an error, so intact files are read straight through.
 """
 
@@ -50,10 +50,7 @@ def _is_parse_failure(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ValueError)) or type(exc).__name__ == "PanicException"
 
 
-Find = Callable[..., int]  # bytes.find / mmap.find: (sub, start[, end]) -> offset or -1
-
-
-def _records(open_at: Callable[[int], BinaryIO], find: Find, size: int, counts: Counter) -> Iterator[WarcRecord]:
+def _records(open_at: Callable[[int], BinaryIO], data: Buffer, counts: Counter) -> Iterator[WarcRecord]:
     """Every record from offset 0 on; after a parse error, restart at the next version line and count the bad one.
 
     `open_at(offset)` gives a stream positioned at offset, so record.stream_pos (taken from tell()) is absolute.
@@ -66,7 +63,7 @@ def _records(open_at: Callable[[int], BinaryIO], find: Find, size: int, counts: 
         try:
             for record in ArchiveIterator(stream, parse_http=False, strict_mode=True):
                 last_start = record.stream_pos
-                if _is_cut_short(record, find, size):
+                if _is_cut_short(record, data):
                     counts["warc_bad_records"] += 1
                 else:
                     yield record
@@ -80,27 +77,37 @@ def _records(open_at: Callable[[int], BinaryIO], find: Find, size: int, counts: 
         finally:
             stream.close()
         first_attempt = False
-        resume = _next_version_line(find, (last_start if last_start is not None else offset) + 1)
+        resume = _next_version_line(data, (last_start if last_start is not None else offset) + 1)
         if resume < 0:
             return
         offset = resume
 
 
-def _is_cut_short(record: WarcRecord, find: Find, size: int) -> bool:
+def _is_cut_short(record: WarcRecord, data: Buffer) -> bool:
     """Whether the data ends before the record's declared Content-Length (fastwarc hands such a record over with a
     short payload, without an error). The header ends at the first blank line; one find per record, cheap."""
     start = record.stream_pos
-    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := find(blank, start, start + _MAX_HEADER)) >= 0]
-    return bool(ends) and min(ends) + record.content_length > size
+    header_ends = [
+        at + len(blank)
+        for blank in (b"\r\n\r\n", b"\n\n")
+        if (at := data.find(blank, start, start + _MAX_HEADER)) >= 0
+    ]
+    return bool(header_ends) and min(header_ends) + record.content_length > len(data)
 
 
-def _next_version_line(find: Find, start: int) -> int:
-    """Offset of the first "WARC/1." that begins a line at or after start (start >= 1), or -1.
+def _next_version_line(data: Buffer, start: int) -> int:
+    """Offset of the next "WARC/1.<digit>" that ends its line ("WARC/1.0\\r\\n"), at or after start; -1 if none.
 
-    Only a line start counts, so a payload that merely mentions "WARC/1.0" mid-line is not taken for a record.
+    Requiring the line end keeps a payload that merely mentions "WARC/1.0" in a sentence from being taken for a
+    record; a line start is not required, since junk before a record need not end with a line break.
     """
-    found = find(b"\n" + _VERSION_LINE, start - 1)
-    return found + 1 if found >= 0 else -1
+    position = data.find(_VERSION_LINE, start)
+    while position >= 0:
+        tail = data[position + len(_VERSION_LINE) : position + len(_VERSION_LINE) + 3]
+        if tail[:1].isdigit() and (tail[1:3] == b"\r\n" or tail[1:2] == b"\n"):
+            return position
+        position = data.find(_VERSION_LINE, position + 1)
+    return -1
 
 
 def _open_bytes_at(data: bytes, offset: int) -> BinaryIO:
@@ -110,7 +117,7 @@ def _open_bytes_at(data: bytes, offset: int) -> BinaryIO:
 
 
 def _records_in_bytes(data: bytes, counts: Counter) -> Iterator[WarcRecord]:
-    return _records(lambda offset: _open_bytes_at(data, offset), data.find, len(data), counts)
+    return _records(lambda offset: _open_bytes_at(data, offset), data, counts)
 
 
 def _inflate_member(data: Buffer, start: int) -> tuple[bytes, int] | None:
@@ -183,7 +190,7 @@ def iter_records(path: Path, counts: Counter) -> Iterator[WarcRecord]:
             stream.seek(offset)
             return stream
 
-        yield from _records(open_at, mapped.find, len(mapped), counts)
+        yield from _records(open_at, mapped, counts)
 
 
 # ---- records -> pages --------------------------------------------------------------------------------------------

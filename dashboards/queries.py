@@ -197,7 +197,7 @@ class RunData:
     def clusters(self, limit: int = 50) -> pd.DataFrame:
         self.require("dedup")
         return self.df("select dup_of as representative, count(*) + 1 as size, string_agg(distinct dup_kind, ',') kinds "
-                       "from dedup where dup_of is not null and dup_of not like 'eval:%' group by 1 "
+                       "from dedup where dup_of is not null group by 1 "
                        "order by size desc, representative limit ?", [limit])
 
     def score_bounds(self) -> tuple[float, float]:

@@ -46,31 +46,41 @@ def _sentence(r, step_options: dict | None, mode: str) -> str:
             f"{r.get('ratio_ci_high', float('nan')):.2f}, n={int(r['n']):,}, {mode})")
     if bool(r.get("flag_four_fifths", False)):
         text += "; significantly below the four-fifths line after multiple-testing correction"
+    if bool(r.get("flag_low_n", False)):
+        text += "; under the minimum count, indicative only"
     return text
+
+
+ATTRIBUTE_ORDER = ("gender_terms", "age_terms", "religion_terms", "region", "income_group", "country", "language")
 
 
 def impact_sentences(impact: pd.DataFrame, step_options: dict | None = None, mode: str = "sequential",
                      limit: int = 12) -> list[dict]:
-    """Per step, the real group (not missing/none, not under the minimum count) with the lowest inclusion ratio
-    across attributes; then every group flagged by the four-fifths test."""
+    """For every step and attribute, the real group (not missing/none, not under the minimum count) with the lowest
+    inclusion ratio; flagged four-fifths violations first, then the lowest ratios, at most `limit`."""
     if impact is None or impact.empty or "ratio" not in impact:
         return []
     d = impact[(impact["mode"] == mode) if "mode" in impact else True].dropna(subset=["ratio"])
     d = d[~d["group"].astype(str).isin(NON_GROUPS)]
-    if "flag_low_n" in d:
-        d = d[~d["flag_low_n"].fillna(False).astype(bool)]
-    picked: list = []
-    for _, g in d.groupby("step", sort=False):
-        picked.append(g.sort_values(["ratio", "attribute", "group"]).iloc[0])
+    low_n = d["flag_low_n"].fillna(False).astype(bool) if "flag_low_n" in d else pd.Series(False, index=d.index)
+    # an attribute whose groups are all under the minimum count still gets its lowest ratio, marked indicative
+    picked = []
+    for _, g in d.groupby(["step", "attribute"], sort=False):
+        enough = g[~low_n.loc[g.index]]
+        picked.append((enough if not enough.empty else g).sort_values(["ratio", "group"]).iloc[0])
     if "flag_four_fifths" in d:
-        flagged = d[d["flag_four_fifths"].fillna(False).astype(bool)].sort_values("ratio")
         seen = {(r["step"], r["attribute"], r["group"]) for r in picked}
-        picked += [r for _, r in flagged.iterrows() if (r["step"], r["attribute"], r["group"]) not in seen]
+        picked += [r for _, r in d[d["flag_four_fifths"].fillna(False).astype(bool)].iterrows()
+                   if (r["step"], r["attribute"], r["group"]) not in seen]
+    rank = {a: i for i, a in enumerate(ATTRIBUTE_ORDER)}
+    picked.sort(key=lambda r: (not bool(r.get("flag_four_fifths", False)), bool(r.get("flag_low_n", False)),
+                               float(r["ratio"]), rank.get(r["attribute"], len(rank))))
     out = [{"kind": "filter_impact", "step": r["step"], "attribute": r["attribute"], "group": str(r["group"]),
             "mode": mode, "value": float(r["value"]), "overall_rate": float(r["overall_rate"]),
             "ratio": float(r["ratio"]), "ratio_ci_low": float(r.get("ratio_ci_low", float("nan"))),
             "ratio_ci_high": float(r.get("ratio_ci_high", float("nan"))), "n": int(r["n"]),
-            "flag_four_fifths": bool(r.get("flag_four_fifths", False)), "sentence": _sentence(r, step_options, mode)}
+            "flag_four_fifths": bool(r.get("flag_four_fifths", False)), "flag_low_n": bool(r.get("flag_low_n", False)),
+            "sentence": _sentence(r, step_options, mode)}
            for r in picked]
     return out[:limit]
 

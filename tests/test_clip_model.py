@@ -158,3 +158,10 @@ def test_default_pretrained_tags():
     assert default_pretrained("ViT-B-32", Path("/some/ckpt.pt")) is None
     assert default_pretrained(TEST_MODEL, None) is None
     assert default_pretrained("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", None) is None
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"\x00not a checkpoint" * 10)
+    with pytest.raises(ValueError, match=r"weights\.pt is not a readable open_clip / PyTorch checkpoint"):
+        load_clip("ViT-B-32", checkpoint=str(bad), device="cpu")

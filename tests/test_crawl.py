@@ -198,6 +198,57 @@ def test_plain_warc_resumes_after_garbage(site, tmp_path):
     assert counts["warc_bad_records"] == 1
 
 
+def _record_bytes(site: Path, rel: str, *, gzip_member: bool, edit=lambda body: body) -> bytes:
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=gzip_member)
+    writer.write_record(_response(writer, f"{WARC_ROOT}/{rel}", edit((site / rel).read_bytes())))
+    return buffer.getvalue()
+
+
+THREE_PAGES = ("deep/level2.html", "page2.html", "deep/level1.html")
+CAPTIONS_OF_PAGE = [["A kiwi bird"], ["Café crème brûlée on a table", "A brown dog running"],
+                    ["An owl at night", "Fox", "A heron wading"]]
+# junk holding a false gzip header and no line break before the record that follows it
+JUNK = b"JUNK \x00\x01 not gzip \x1f\x8b\x08\x00 a false gzip header " + bytes(range(256)) * 2
+
+
+def _crawl_bytes(tmp_path: Path, name: str, data: bytes) -> tuple[dict, list[str]]:
+    (tmp_path / name).write_bytes(data)
+    counts = crawl(tmp_path / "run", _options([tmp_path / name]))
+    return counts, [r[1] for r in pair_tuples(tmp_path / "run")] if counts["pairs"] else []
+
+
+def _captions(*pages: int) -> list[str]:
+    return [caption for page in pages for caption in CAPTIONS_OF_PAGE[page]]
+
+
+def test_warc_gz_resynchronises_after_junk_between_members(site, tmp_path):
+    members = [_record_bytes(site, rel, gzip_member=True) for rel in THREE_PAGES]
+    counts, captions = _crawl_bytes(tmp_path, "junk.warc.gz", members[0] + JUNK + members[1] + members[2])
+    assert captions == _captions(0, 1, 2)
+    assert counts["warc_records"] == 3 and counts["warc_bad_records"] == 1
+
+
+def test_warc_gz_skips_a_corrupt_member_and_a_truncated_last_one(site, tmp_path):
+    members = [_record_bytes(site, rel, gzip_member=True) for rel in THREE_PAGES]
+    corrupt = members[1][:40] + b"\xff" * 40 + members[1][80:]  # its deflate data overwritten
+    data = members[0] + corrupt + members[2] + members[1][:-30]  # and a copy of page 2 cut off
+    counts, captions = _crawl_bytes(tmp_path, "corrupt.warc.gz", data)
+    assert captions == _captions(0, 2)
+    assert counts["warc_records"] == 2 and counts["warc_bad_records"] == 2
+
+
+def test_plain_warc_resynchronises_after_binary_junk_and_skips_a_truncated_record(site, tmp_path):
+    records = [_record_bytes(site, rel, gzip_member=False) for rel in THREE_PAGES]
+    # the second record's payload holds a version string: a restart scanning past it must not be derailed
+    mention = _record_bytes(site, "page2.html", gzip_member=False,
+                            edit=lambda body: body.replace(b"<body>", b"<body>\nWARC/1.0 is a format"))
+    data = records[0] + JUNK + mention + JUNK + records[2] + records[1][:-40]
+    counts, captions = _crawl_bytes(tmp_path, "junk.warc", data)
+    assert captions == _captions(0, 1, 2)
+    assert counts["warc_records"] == 3 and counts["warc_bad_records"] == 3  # two junk stretches, one cut record
+
+
 # ---- determinism, parts, rerun ---------------------------------------------------------------------------------------
 
 

@@ -144,7 +144,8 @@ def test_eval_set_match_is_flagged(run_copy, planted):
     counts = dedup(run_copy, DedupOptions(eval_set=str(planted["eval_dir"])))
     rows = dedup_rows(run_copy)
     hit = rows[planted["originals"][EVAL_SOURCE]["uid"]]
-    assert (hit["dup_of"], hit["dup_kind"]) == ("eval:sub/test_5.jpg", "eval_set")
+    assert (hit["eval_match"], hit["dup_kind"]) == ("sub/test_5.jpg", "eval_set")
+    assert hit["dup_of"] is None  # a unique image: no kept representative to point at
     assert hit["phash_distance"] <= 4
     assert counts["duplicates"]["eval_set"] == 1 and counts["eval_images"] == 1
     assert [u for u, r in rows.items() if r["dup_kind"] == "eval_set"] == [hit["uid"]]
@@ -158,7 +159,10 @@ def test_eval_match_is_dropped_even_as_a_cluster_representative(run_copy, plante
     dedup(run_copy, DedupOptions(eval_set=str(eval_dir)))
     rows = dedup_rows(run_copy)
     for uid in (planted["originals"][EXACT]["uid"], planted["plants"]["exact"]["uid"]):
-        assert (rows[uid]["dup_of"], rows[uid]["dup_kind"], rows[uid]["phash_distance"]) == ("eval:leak.png", "eval_set", 0)
+        assert (rows[uid]["eval_match"], rows[uid]["dup_kind"], rows[uid]["phash_distance"]) == ("leak.png", "eval_set", 0)
+    pair = [rows[planted["originals"][EXACT]["uid"]], rows[planted["plants"]["exact"]["uid"]]]
+    reps = [r for r in pair if r["dup_of"] is None]
+    assert len(reps) == 1 and [r["dup_of"] for r in pair if r is not reps[0]] == [reps[0]["uid"]]
 
 
 def write_embeddings(run: Path, planted: dict, dim: int = 32) -> None:
