@@ -1,5 +1,13 @@
 """Which words travel with gender terms in captions: normalised PMI of (caption mentions male/female terms) with
-(caption mentions a profession) and with the most frequent caption words, captions taken as documents.
+(caption mentions a profession, word_kind "profession") and with the most frequent caption nouns (word_kind
+"noun"), captions taken as documents.
+
+Nouns: a word is a noun when a part-of-speech tagger tags at least NOUN_SHARE of its occurrences in the reference
+captions as a common noun (NN/NNS). The tagger is Pattern's Brill tagger as shipped inside the textblob wheel
+(lexicon and contextual rules in the package, nothing downloaded at run time); captions are lower-cased first so
+Title Case alt-texts are not read as proper nouns ("Black Dress" → black/JJ dress/NN). Tagging runs on up to
+POS_SAMPLE reference captions, evenly spaced, which bounds its cost (about 9,000 captions/s); a word the tagger
+never saw in that sample is not counted as a noun. The top nouns are then the nouns in most reference captions.
 
 nPMI(g, w) = log(p(g,w) / (p(g) p(w))) / -log p(g,w): 0 when independent, +1 when w appears only and always with
 g, -1 when never together. A caption whose gender_terms is "both" counts for male and for female.
@@ -27,6 +35,9 @@ PROFESSIONS_PATH = DATA_DIR / "debiaswe_professions.json"
 GENDER_WORDS_PATH = DATA_DIR / "lexicons" / "debiaswe_gender_specific_full.json"  # shared with audit.signals
 GENDER_EVENTS = {"female": ("female", "both"), "male": ("male", "both")}
 WORD_TOKEN = r"(?u)\b[^\W\d_]{2,}\b"  # words of two or more letters: no numbers, no underscores
+NOUN_TAGS = frozenset({"NN", "NNS"})  # common nouns; NNP would be brand, place and person names
+NOUN_SHARE = 0.5
+POS_SAMPLE = 20_000
 EXTRA = {"population": "object", "word": "object", "word_kind": "object", "n_gw": "int64", "n_g": "int64",
          "n_w": "int64", "n_docs": "int64", "flag_low_n": "bool"}
 
@@ -81,10 +92,33 @@ def profession_matrix(captions: list[str], professions: dict[str, str]):
     return matrix, names
 
 
-def top_word_matrix(captions: list[str], reference: np.ndarray, top_words: int):
-    """Binary documents × words matrix for the `top_words` words in most captions of the reference rows,
+def noun_shares(texts: list[str]) -> dict[str, tuple[int, int]]:
+    """word -> (times tagged as a common noun, times seen) over the given captions, lower-cased before tagging."""
+    from textblob.en import tag  # Pattern's tagger: its lexicon and rules ship inside the textblob wheel
+
+    seen: dict[str, list[int]] = {}
+    for text in texts:
+        for word, pos in tag(text.lower()):
+            counts = seen.setdefault(word, [0, 0])
+            counts[0] += pos in NOUN_TAGS
+            counts[1] += 1
+    return {w: (c[0], c[1]) for w, c in seen.items()}
+
+
+def pos_sample(texts: list[str], reference: np.ndarray, size: int = POS_SAMPLE) -> list[str]:
+    """Up to `size` reference captions, evenly spaced, so the result is deterministic and spans the corpus."""
+    rows = np.flatnonzero(reference)
+    if len(rows) > size:
+        rows = rows[np.linspace(0, len(rows) - 1, size).round().astype(int)]
+    return [texts[i] for i in rows]
+
+
+def top_noun_matrix(captions: list[str], reference: np.ndarray, top_words: int):
+    """Binary documents × words matrix for the `top_words` nouns in most captions of the reference rows,
     leaving out English stop words and gender-specific words (their nPMI with gender is true by construction).
     """
+    if top_words <= 0:
+        return None, []
     vectorizer = CountVectorizer(token_pattern=WORD_TOKEN, lowercase=True, binary=True, dtype=np.int32)
     try:
         matrix = vectorizer.fit_transform(captions)
@@ -95,8 +129,16 @@ def top_word_matrix(captions: list[str], reference: np.ndarray, top_words: int):
     excluded = ENGLISH_STOP_WORDS | gendered_words()
     allowed = np.array([w not in excluded for w in vocab]) & (doc_freq > 0)
     candidates = np.flatnonzero(allowed)
-    order = np.lexsort((vocab[candidates], -doc_freq[candidates]))[:top_words]  # most captions, then alphabetical
-    chosen = np.sort(candidates[order])
+    by_freq = candidates[np.lexsort((vocab[candidates], -doc_freq[candidates]))]  # most captions, then alphabetical
+    shares = noun_shares(pos_sample(captions, reference))
+    chosen = []
+    for j in by_freq:
+        noun, total = shares.get(str(vocab[j]), (0, 0))
+        if total and noun / total >= NOUN_SHARE:
+            chosen.append(j)
+            if len(chosen) == top_words:
+                break
+    chosen = np.sort(np.array(chosen, dtype=int))
     return matrix[:, chosen].tocsr(), [str(w) for w in vocab[chosen]]
 
 
@@ -104,13 +146,13 @@ def cooccurrence(captions: pd.Series, gender_terms: pd.Series, populations: dict
                  reference_population: str = "downloaded", top_words: int = 50, min_count: int = 30,
                  professions: dict[str, str] | None = None) -> pd.DataFrame:
     """Rows of audit/cooccurrence.parquet. `captions`, `gender_terms` and each population mask share one index;
-    rows without a caption are not documents. The top words are chosen once, on the reference population.
+    rows without a caption are not documents. The top nouns are chosen once, on the reference population.
     """
     has_caption = captions.notna().to_numpy()
     texts = captions.fillna("").astype(str).tolist()
     prof_matrix, prof_names = profession_matrix(texts, professions or load_professions())
     reference = populations[reference_population].to_numpy(dtype=bool) & has_caption
-    word_matrix, word_names = top_word_matrix(texts, reference, top_words)
+    word_matrix, word_names = top_noun_matrix(texts, reference, top_words)
     gender = gender_terms.astype("object").to_numpy()
     rows = []
     for population, mask in populations.items():
@@ -118,7 +160,7 @@ def cooccurrence(captions: pd.Series, gender_terms: pd.Series, populations: dict
         n_docs = int(docs.sum())
         if n_docs == 0:
             continue
-        for kind, matrix, names in (("profession", prof_matrix, prof_names), ("top_word", word_matrix, word_names)):
+        for kind, matrix, names in (("profession", prof_matrix, prof_names), ("noun", word_matrix, word_names)):
             if matrix is None or not names:
                 continue
             sub = matrix[docs]

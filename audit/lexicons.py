@@ -15,8 +15,18 @@ gender_exceptions.csv removes phrases whose gender word names no person ("queen 
 "boyfriend jeans") before matching.
 
 Age words (age_terms.csv, curated for fairsift) fall in four groups: child (0-12), young (13-24), adult (25-64),
-old (65+). "N year old" followed by a person word ("a 5 year old boy") is binned by N. A caption with words from
-two or more groups is "mixed", the counterpart of gender's "both".
+old (65+); age_terms takes only those values or "none". An explicit age wins: "N year old" followed by a person
+word ("a 25-year-old woman", "25 year old woman") is binned by N. Otherwise the first age word of the caption
+decides ("kids and adults" → child), a phrase before a word inside it ("young girl" → child, "young man" → young).
+"girl"/"boy" are child words like "little girl"/"little boy"; "girlfriend"/"boyfriend" are other words (whole-word
+matching), and age_exceptions.csv removes grown-up uses ("girls' night out", "boy band", "cover girl").
+
+Religion words (religion_terms.csv): the religion-axis descriptors of HolisticBias v1.1 (Smith et al. 2022, MIT),
+each mapped to its religion ("Sunni" → muslim, "Lutheran" → christian; atheist/agnostic/irreligious →
+"nonreligious"), whole words, case-insensitive, plurals listed. The first religion word of the caption decides;
+"none" when there is none. "Christian" directly followed by a frequent surname (geo.surnames) or by a name in
+religion_exceptions.csv is a first name ("Christian Dior", "Christian Smith"); "a Christian church" is christian,
+"Hindu temple" hindu and "Jewish deli" jewish: the audit counts identity words in captions, not people.
 """
 
 from __future__ import annotations
@@ -148,6 +158,33 @@ def age_patterns() -> dict[str, str]:
     return pats
 
 
+@lru_cache(maxsize=1)
+def age_lexicon() -> dict[str, str]:
+    """Age term (lower case) -> age group."""
+    out = {}
+    for r in _read_csv(DATA / "age_terms.csv"):
+        if r["group"] not in AGE_GROUPS:
+            raise ValueError(f"{DATA / 'age_terms.csv'}: group {r['group']!r} of {r['term']!r} is not one of {AGE_GROUPS}")
+        out[r["term"]] = r["group"]
+    return out
+
+
+@lru_cache(maxsize=1)
+def religion_lexicon() -> dict[str, str]:
+    """Religion term (lower case) -> religion, from the HolisticBias religion axis."""
+    return {r["term"]: r["religion"] for r in _read_csv(DATA / "religion_terms.csv")}
+
+
+def _first_term(text: pa.Array, lexicon: dict[str, str]) -> np.ndarray:
+    """The value of the leftmost lexicon term per caption (RE2 is leftmost-first: the longest term listed first
+    wins at a position), None where no term occurs."""
+    terms = pc.struct_field(pc.extract_regex(text, rf"\b(?P<term>{_alternation(lexicon)})\b"), "term")
+    keys = sorted(lexicon)
+    values = pa.array([lexicon[k] for k in keys] + [None], pa.string())
+    index = pc.fill_null(pc.index_in(terms, value_set=pa.array(keys, pa.string())), len(keys))
+    return np.asarray(pc.take(values, index).to_pylist(), dtype=object)
+
+
 def age_group_of_years(years: int) -> str | None:
     if years > 110:
         return None
@@ -173,19 +210,50 @@ def gender_terms(lowered: pa.Array) -> np.ndarray:
 
 
 def age_terms(lowered: pa.Array) -> np.ndarray:
-    """'child' | 'young' | 'adult' | 'old' | 'mixed' | 'none' per lower-cased caption."""
-    pats = age_patterns()
-    text = pc.replace_substring_regex(lowered, pats["exceptions"], " ")
-    hits = {g: _matches(text, pats[g]) for g in AGE_GROUPS}
+    """'child' | 'young' | 'adult' | 'old' | 'none' per lower-cased caption: an explicit age, else the first age word."""
+    text = pc.replace_substring_regex(lowered, age_patterns()["exceptions"], " ")
+    groups = _first_term(text, age_lexicon())
     extracted = pc.extract_regex(text, AGE_NUMBER_RE)
     for i in np.flatnonzero(pc.is_valid(extracted).to_numpy(zero_copy_only=False)):
         group = age_group_of_years(int(extracted[i]["years"].as_py()))
         if group:
-            hits[group][i] = True
-    stacked = np.stack([hits[g] for g in AGE_GROUPS])
-    n_groups = stacked.sum(axis=0)
-    first = np.array(AGE_GROUPS, dtype=object)[stacked.argmax(axis=0)]
-    return np.where(n_groups > 1, "mixed", np.where(n_groups == 1, first, "none")).astype(object)
+            groups[i] = group
+    return _none_for_missing(groups)
+
+
+def _none_for_missing(values: np.ndarray) -> np.ndarray:
+    return np.array(["none" if v is None else v for v in values], dtype=object)
+
+
+CHRISTIAN_NAME_RE = re.compile(r"\bchristian (\w+)")
+
+
+def _drop_first_name_christian(text: pa.Array) -> pa.Array:
+    """'christian smith' -> ' ': "Christian" before a frequent surname is a first name (see the module docstring)."""
+    from audit.geo import surnames  # the same surname list tells "Paris Hilton" from Paris
+
+    has = pc.fill_null(pc.match_substring_regex(text, r"\bchristian \w"), False).to_numpy(zero_copy_only=False)
+    if not has.any():
+        return text
+    names = surnames()
+    values = text.to_pylist()
+    for i in np.flatnonzero(has):
+        values[i] = CHRISTIAN_NAME_RE.sub(lambda m: " " if m.group(1) in names else m.group(0), values[i])
+    return pa.array(values, pa.string())
+
+
+@lru_cache(maxsize=1)
+def religion_exceptions() -> str:
+    return _exception_pattern(DATA / "religion_exceptions.csv")
+
+
+def religion_terms(lowered: pa.Array) -> np.ndarray:
+    """Religion named by the first religion word of each lower-cased caption ('christian', 'muslim', 'jewish',
+    'hindu', 'buddhist', 'sikh', ..., 'nonreligious'), or 'none'."""
+    text = pc.replace_substring(lowered, "’", "'")  # curly apostrophes: "jehovah’s witness"
+    text = _drop_first_name_christian(pc.replace_substring_regex(text, religion_exceptions(), " "))
+    found = _first_term(text, religion_lexicon())
+    return _none_for_missing(found)
 
 
 def lower(captions) -> pa.Array:
@@ -202,3 +270,7 @@ def gender_of(caption: str | None) -> str:
 
 def age_of(caption: str | None) -> str:
     return str(age_terms(lower([caption]))[0])
+
+
+def religion_of(caption: str | None) -> str:
+    return str(religion_terms(lower([caption]))[0])

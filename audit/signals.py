@@ -1,4 +1,5 @@
-"""Group signals per pair: RUN/signals/groups/ (gender and age words, country, region, income group, language).
+"""Group signals per pair: RUN/signals/groups/ (gender, age and religion words, country, region, income group,
+language).
 
 Every column is a signal read from the caption or the URLs, not an identity: `*_terms` come from caption words
 (audit/lexicons.py), `country` from caption place names or, failing those, from the page's or the image's
@@ -30,6 +31,7 @@ GROUPS_SCHEMA = pa.schema(
         ("uid", pa.string()),
         ("gender_terms", pa.string()),
         ("age_terms", pa.string()),
+        ("religion_terms", pa.string()),
         ("country", pa.string()),
         ("country_source", pa.string()),
         ("caption_country", pa.string()),
@@ -43,7 +45,7 @@ GROUPS_SCHEMA = pa.schema(
         ("language_prob", pa.float32()),
     ]
 )
-COUNTED = ("gender_terms", "age_terms", "country_source", "income_group", "region")
+COUNTED = ("gender_terms", "age_terms", "religion_terms", "country_source", "income_group", "region")
 
 
 @lru_cache(maxsize=1)
@@ -127,6 +129,7 @@ def caption_signals(captions: pa.Array) -> dict[str, list]:
     return {
         "gender_terms": lexicons.gender_terms(lowered).tolist(),
         "age_terms": lexicons.age_terms(lowered).tolist(),
+        "religion_terms": lexicons.religion_terms(lowered).tolist(),
         "caption_country": first,
         "caption_countries": every,
         "language": langs,

@@ -3,7 +3,7 @@
     python benchmarks/bench_signals.py [--replicate 10] [--data PATH]
 
 Input: the 10,000 real LAION-style alt-texts from shared/data, repeated --replicate times (100,000 by default).
-Reported: the full caption part (gender + age words, caption countries, language) and each piece alone, next to
+Reported: the full caption part (gender + age + religion words, caption countries, language) and each piece alone, next to
   - baseline A: one lexicon (the male words) as a Python `re` pattern searched caption by caption;
   - baseline B: py3langid alone, caption by caption (the floor: the signals run it on every caption).
 """
@@ -52,6 +52,7 @@ def main() -> None:
         "caption part (all signals)": timed(lambda: signals.caption_signals(captions)),
         "  gender words (RE2, vectorised)": timed(lambda: lexicons.gender_terms(lexicons.lower(captions))),
         "  age words (RE2, vectorised)": timed(lambda: lexicons.age_terms(lexicons.lower(captions))),
+        "  religion words (RE2, vectorised)": timed(lambda: lexicons.religion_terms(lexicons.lower(captions))),
         "  caption countries (RE2 pre-filter + gazetteer)": timed(lambda: signals.caption_geo(captions, lowered)),
         "  language (py3langid)": timed(lambda: signals.languages(captions)),
         "baseline A: male lexicon, Python re per caption": timed(

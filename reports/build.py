@@ -65,7 +65,7 @@ def _filter_step_options(manifest: dict) -> dict[str, dict]:
 def _attributes(df: pd.DataFrame | None) -> list[str]:
     if df is None or df.empty:
         return []
-    preferred = ["gender_terms", "age_terms", "region", "income_group", "country", "language"]
+    preferred = ["gender_terms", "age_terms", "religion_terms", "region", "income_group", "country", "language"]
     present = list(dict.fromkeys(df["attribute"]))
     return [a for a in preferred if a in present] + [a for a in present if a not in preferred][:MAX_ATTRIBUTES]
 

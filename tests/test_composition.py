@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from textblob.en.taggers import PatternTagger
 
 from audit.composition import composition, geo_agreement
 from audit.cooccurrence import GENDER_WORDS_PATH, PROFESSIONS_PATH, cooccurrence, load_professions, plural
@@ -134,13 +135,16 @@ def test_cooccurrence_professions_match_regex_counts(frame, populations):
     assert set(table["word_kind"]) == {"profession"}
 
 
-def test_cooccurrence_top_words_match_python_counting(frame, populations):
+def test_cooccurrence_top_nouns_match_python_counting(frame, populations):
     table = cooccurrence(frame["caption"], frame["gender_terms"], populations, top_words=8, min_count=30)
-    top = table[table["word_kind"] == "top_word"]
+    top = table[table["word_kind"] == "noun"]
     downloaded = frame.loc[populations["downloaded"] & frame["caption"].notna(), "caption"]
     excluded = set(ENGLISH_STOP_WORDS) | {w.lower() for w in json.loads(GENDER_WORDS_PATH.read_text())}
     doc_freq = Counter(w for c in downloaded for w in set(re.findall(r"[a-z]{2,}", c.lower())) if w not in excluded)
-    expected_words = sorted(doc_freq, key=lambda w: (-doc_freq[w], w))[:8]
+    # nouns: tagged NN/NNS by textblob's Pattern tagger in at least half of their occurrences (all captions here)
+    tags = Counter((w, t in ("NN", "NNS")) for c in downloaded for w, t in PatternTagger().tag(c.lower()))
+    nouns = {w for w in doc_freq if tags[(w, True)] and tags[(w, True)] >= tags[(w, False)]}
+    expected_words = sorted(nouns, key=lambda w: (-doc_freq[w], w))[:8]
     assert set(top["word"]) == set(expected_words)
     assert not {"man", "woman", "mother", "the", "at"} & set(top["word"])
     expected = _recompute(frame, populations["kept"], {w: [w] for w in expected_words})
@@ -148,6 +152,17 @@ def test_cooccurrence_top_words_match_python_counting(frame, populations):
     for row in kept.itertuples():
         assert (row.n_gw, row.n_g, row.n_w, row.n_docs) == expected[(row.group, row.word)]
         assert row.value == pytest.approx(_npmi(*expected[(row.group, row.word)]))
+    assert set(table["word_kind"]) == {"profession", "noun"}
+
+
+def test_top_words_are_nouns_not_adjectives_or_verbs():
+    captions = pd.Series(["black dress with long sleeves", "a woman holds a black bag", "blue dress on a man",
+                          "a man holds a long stick", "red bag and blue dress", "black and white photo of a woman"])
+    gender = pd.Series(["none", "female", "male", "male", "none", "female"])
+    table = cooccurrence(captions, gender, {"downloaded": pd.Series(True, index=captions.index)},
+                         top_words=3, min_count=1)
+    words = set(table.loc[table["word_kind"] == "noun", "word"])
+    assert words == {"dress", "bag", "photo"}  # not black/long/holds, though as frequent or more
 
 
 def test_cooccurrence_both_counts_for_each_gender():

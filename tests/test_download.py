@@ -11,6 +11,7 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -32,6 +33,7 @@ from curate.download import (  # noqa: E402
 from curate.download_guard import UrlGuard, invalid_url_reason  # noqa: E402
 from curate.loopback import LoopbackServer  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
+from curate.redirect_guard import CONNECT_REFUSED, ENV_VAR, REDIRECT_REFUSED  # noqa: E402
 from curate.schemas import SHARDS  # noqa: E402
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "pipelines" / "sample" / "images"
@@ -252,3 +254,45 @@ def test_small_parts_share_an_img2dataset_call(tmp_path, monkeypatch):
     sizes = [[p.name for p in batch] for batch in stage._batches(tables.list_parts(tmp_path, "pairs"))]
     assert sizes == [["part-00000.parquet", "part-00001.parquet"], ["part-00002.parquet"], ["part-00003.parquet"],
                      ["part-00004.parquet"]]
+
+
+def test_refusals_in_img2dataset_workers_become_blocked_private_network():
+    """img2dataset's rows carry the worker guard's refusals as failed_to_download with the guard's message."""
+    messages = [f"HTTP Error 302: {REDIRECT_REFUSED}: http://169.254.169.254/latest/meta-data",
+                f"<urlopen error {CONNECT_REFUSED}: 10.0.0.5 port 80>",
+                "HTTP Error 404: Not Found", None]
+    statuses = ["failed_to_download"] * 3 + ["success"]
+    urls = [f"http://example.com/{i}.jpg" for i in range(4)]
+    uids = [tables.compute_uid(u, "c") for u in urls]
+    pairs = pa.table({"uid": uids, "url": urls, "caption": ["c"] * 4, ROW_COL: pa.array(range(4), pa.int64())})
+    fetched = pa.table({"uid": uids, ROW_COL: pa.array(range(4), pa.int64()), "status": statuses,
+                        "error_message": messages, "jpg": pa.array([None] * 3 + [b"\xff\xd8jpeg"], pa.binary())})
+    shards = assemble_shards(Path("pairs/part-00000.parquet"), pairs, {}, [0, 1, 2, 3], fetched)
+    assert shards.column("status").to_pylist() == ["blocked_private_network"] * 2 + ["failed_to_download", "success"]
+    shown = shards.column("error_message").to_pylist()
+    assert shown[0].startswith(messages[0]) and shown[1].startswith(messages[1])
+    assert all("--allow-private-network" in m for m in shown[:2]) and shown[2:] == messages[2:]
+
+
+def test_redirect_into_the_private_network_is_blocked_by_default(server, tmp_path, monkeypatch):
+    """End to end: img2dataset's workers follow redirects themselves. The loopback server stands in for public hosts
+    as the HTTP proxy of made-up .invalid names (which pass the up-front check: they resolve to nothing)."""
+    monkeypatch.setenv("http_proxy", server.base_url)
+    for name in ("HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    environment_before = {name: os.environ.get(name) for name in ("PYTHONPATH", ENV_VAR)}
+
+    def redirect(target: str) -> str:
+        return "http://public.invalid/redirect/" + quote(target, safe="")
+
+    cases = [(redirect("http://169.254.169.254/latest/meta-data"), "blocked_private_network"),
+             (redirect(f"http://10.255.255.1/{GOOD[0]}"), "blocked_private_network"),
+             (f"http://public.invalid/{GOOD[0]}", "success"),
+             (redirect(f"http://cdn.invalid/{GOOD[1]}"), "success")]  # a redirect between public hosts is followed
+    _write_pairs(tmp_path, [cases])
+    download(tmp_path, _options())
+    shards = tables.read_table(tmp_path, "shards").to_pylist()
+    assert [r["status"] for r in shards] == [status for _, status in cases]
+    assert REDIRECT_REFUSED in shards[0]["error_message"] and "169.254.169.254" in shards[0]["error_message"]
+    assert shards[1]["image"] is None and shards[3]["image"] is not None
+    assert {name: os.environ.get(name) for name in environment_before} == environment_before

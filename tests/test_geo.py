@@ -59,6 +59,76 @@ def test_first_mention_is_the_caption_country():
     assert geo.caption_countries("From Tokyo to Kyoto and then Seoul") == ["JP", "KR"]
 
 
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        # a city, capital or state outranks a country name, which outranks a demonym; then the first mention
+        ("1240 India #505 in San Diego", ["US", "IN"]),
+        ("An Iraqi playboy in central London", ["GB", "IQ"]),
+        ("Two Chinese arrested at Bangkok temple", ["TH", "CN"]),
+        ("Japan and Korea", ["JP", "KR"]),
+        ("Canada USA", ["CA", "US"]),  # "USA" is a country name, not a state
+        ("Italian restaurant, Italy", ["IT"]),
+    ],
+)
+def test_most_specific_place_wins(caption, expected):
+    assert geo.caption_countries(caption) == expected
+    assert geo.caption_country(caption) == expected[0]
+
+
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        ("Paris Hilton", []),
+        ("PARIS HILTON", []),  # capitalised in all-caps captions too
+        ("Sydney Sweeney", []),
+        ("Holland Taylor", []),
+        ("Samoa Joe on RAW", []),
+        ("Paris France", ["FR"]),  # France is a surname too, but a place first
+        ("Paris, Hilton Head", ["FR"]),  # punctuation between: not one name
+        ("Sydney Harbour Bridge", ["AU"]),  # English words, not surnames
+        ("London Heathrow", ["GB"]),  # not a frequent surname
+        ("Hue, Vietnam", ["VN"]),  # a context name followed by ", <country>"
+        ("Philips Hue bulb", []),
+        ("in Hue", ["VN"]),
+        ("Cape Town", ["ZA"]),
+        ("cape town", []),  # multi-word names made only of English words must be capitalised
+        ("new york city at night", ["US"]),  # "york" is no English word: any case
+        ("Thanksgiving Turkey", []),
+        ("roasted turkey", []),
+        ("Turkey travel guide", ["TR"]),
+        ("Istanbul, Turkey dinner cruise", ["TR"]),  # the city still names the country
+        ("Hatch Chile Roasted", []),
+        ("Santiago, Chile", ["CL"]),
+        ("a Nice day", []), ("Reading a book", []), ("Mobile phone", []), ("Split screen", []),
+    ],
+)
+def test_person_names_senses_and_common_words(caption, expected):
+    assert geo.caption_countries(caption) == expected
+
+
+def test_multi_word_city_names_of_english_words_are_not_any_case():
+    """Every capital/city name made only of common English words (Brill lexicon in textblob) needs capitals."""
+    import textblob.en
+    from pathlib import Path
+
+    lexicon = Path(textblob.en.__file__).with_name("en-lexicon.txt").read_text(encoding="utf-8")
+    common = {p[0] for p in (line.split() for line in lexicon.splitlines() if not line.startswith(";"))
+              if len(p) >= 2 and p[0].islower() and not p[1].startswith(("NNP", "FW"))}  # FW: foreign words
+    loose = [" ".join(k) for k, e in geo.gazetteer().items()
+             if e.kind in ("capital", "city") and len(k) > 1 and all(t in common for t in k) and e.rule == "any_case"]
+    assert loose == []
+
+
+def test_sense_and_surname_tables():
+    senses = geo.sense_words()
+    assert {("china",), ("turkey",), ("chile",)} <= set(senses)
+    assert "plate" in senses[("china",)][1] and "thanksgiving" in senses[("turkey",)][1]
+    names = geo.surnames()
+    assert len(names) > 10_000 and {"hilton", "sweeney", "taylor", "hendrix"} <= names
+    assert not {"street", "bridge", "young", "opera"} & names  # English words are left out
+
+
 def test_mentions_carry_offsets_and_kinds():
     text = "Street food in Bangkok, Thailand"
     mentions = geo.find_mentions(text)

@@ -57,6 +57,23 @@ TRICKY = [
     ("Icelandic island view", "none", None),
     ("Hyderabad skyline", "none", None),  # two cities of 1M+ (India, Pakistan): dropped
     ("Spider-Man toy", "male", None),  # a male character: kept, fictional people are people in captions
+    # reviewer examples (issue 3 review): common-word capitals, food senses, person names, several places
+    ("A relaxed fit T-Shirt that flares slightly at the bottom", "none", None),  # "The Bottom" (BQ) is dropped
+    ("bottom ends of a PAL SNES", "none", None),
+    ("Flares Slightly At The Bottom", "none", None),
+    ("Thanksgiving Turkey Sign - Benchart's Shop", "none", None),  # food/holiday sense word next to Turkey
+    ("The 2012 All Stars are coach Eric Procter, Dillon Brown, Jordan Hendrix", "none", None),  # name + surname
+    ("Paris Hilton at the premiere", "none", None),
+    ("Sydney Sweeney", "none", None),
+    ("Holland Taylor and Holland Roden", "none", None),
+    ("Royal China Star Glow dinner plate", "none", None),  # tableware sense within three words
+    ("made in China porcelain", "none", "CN"),  # a place cue outweighs the tableware sense
+    ("Photo 15: DOWNTOWN Condo for sale : 2 bedrooms : 1240 India #505 in San Diego", "none", "US"),  # city wins
+    ("Sydney Opera House", "none", "AU"),  # "opera" is an English word, not a surname
+    ("Paris France", "none", "FR"),  # the word after is a place
+    ("Jordan River", "none", None),  # a river between two countries (geo_exceptions.csv)
+    ("Maine Coon kitten", "none", None),  # "Coon" is a surname: a cat breed, not the state
+    ("Kenya Airways plane", "none", "KE"),
 ]
 
 
@@ -110,14 +127,73 @@ def test_plurals_possessives_and_case(caption, expected):
         ("teenagers at the beach", "young"),
         ("elderly couple", "old"),
         ("grandma with her grandchildren", "old"),
-        ("kids and adults", "mixed"),
+        ("kids and adults", "child"),  # several age words: the first one decides
+        ("adults and kids", "adult"),
         ("young man", "young"),
         ("a sofa", "none"),
         (None, "none"),
+        ("a girl", "child"),  # girl/boy are child words, like "little girl"/"little boy"
+        ("a little boy", "child"),
+        ("young girl on a swing", "child"),  # the phrase wins over the word inside it
+        ("a 25-year-old woman", "adult"),
+        ("25 year old woman", "adult"),
+        ("an elderly man and his 30 year old son", "adult"),  # an explicit age wins over the first word
+        ("my boyfriend", "none"),  # whole words: boyfriend/girlfriend are no age words
+        ("girlfriend gift", "none"),
+        ("girls' night out", "none"),  # age_exceptions.csv: a grown-ups' outing
+        ("Spice Girls poster", "none"),
     ],
 )
 def test_age_terms(caption, expected):
     assert lexicons.age_of(caption) == expected
+
+
+def test_age_terms_take_only_the_issue_values():
+    captions = [c for c, _, _ in TRICKY] + ["kids and adults", "a baby and her grandma", "teen and elderly", None]
+    assert set(lexicons.age_terms(lexicons.lower(captions))) <= {"child", "young", "adult", "old", "none"}
+
+
+@pytest.mark.parametrize(
+    "caption,expected",
+    [
+        ("Hindu temple in Bali", "hindu"),
+        ("Jewish deli sandwich", "jewish"),
+        ("a Christian church at sunset", "christian"),  # the identity word, whatever it describes
+        ("christian music festival", "christian"),
+        ("Christian Dior dress", "none"),  # a first name (religion_exceptions.csv)
+        ("CHRISTIAN LOUBOUTIN heels", "none"),
+        ("portrait of Christian Smith", "none"),  # "Christian" before a frequent surname is a first name
+        ("Muslim women praying", "muslim"),
+        ("Sunni and Shia leaders", "muslim"),  # branches map to their religion
+        ("Shia LaBeouf", "none"),
+        ("Buddhist monks", "buddhist"),
+        ("Sikhs celebrate Vaisakhi", "sikh"),
+        ("Roman Catholic cathedral", "christian"),
+        ("Jehovah’s Witnesses", "christian"),  # curly apostrophe
+        ("Orthodox Jewish men", "jewish"),
+        ("an orthodox approach", "none"),  # "orthodox" alone is left out as ambiguous
+        ("atheist t-shirt", "nonreligious"),
+        ("a Hindu and a Muslim", "hindu"),  # several: the first mentioned
+        ("Hindu Kush mountains", "none"),
+        ("a sofa", "none"),
+        (None, "none"),
+    ],
+)
+def test_religion_terms(caption, expected):
+    assert lexicons.religion_of(caption) == expected
+
+
+def test_religion_list_comes_from_holisticbias_with_a_religion_each():
+    rows = lexicons._read_csv(lexicons.DATA / "religion_terms.csv")
+    assert len(rows) > 50
+    religions = {r["religion"] for r in rows}
+    assert {"christian", "muslim", "jewish", "hindu", "buddhist", "sikh"} <= religions
+    assert "multiple" not in religions and "none" not in religions and "mixed" not in religions
+    for r in rows:
+        assert r["term"] == r["term"].lower() and r["descriptor"], r
+        # every term is its descriptor or that descriptor's plural: nothing is matched that the source lacks
+        descriptor = r["descriptor"].lower().replace("á", "a").replace("í", "i")
+        assert r["term"] in (descriptor, descriptor + "s", descriptor + "es", descriptor.replace("'", "")), r
 
 
 def test_word_lists_come_from_the_sources_with_sides():

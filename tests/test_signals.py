@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pycountry
 import pytest
 
-from audit import geo, signals
+from audit import geo, lexicons, signals
 from curate import tables
 from curate.schemas import PAIRS, conform
 
@@ -63,6 +63,8 @@ def test_groups_table_shape_and_order(real_run):
 def test_real_captions_give_sane_signals(real_run):
     run, counts = real_run
     g = tables.read_table(run, "groups").to_pylist()
+    religions = {"none", *lexicons.religion_lexicon().values()}
+    assert sum(counts["religion_terms"].values()) == 1000 and counts["religion_terms"]["none"] < 1000
     assert counts["gender_terms"]["female"] >= 10 and counts["gender_terms"]["male"] >= 10
     assert counts["countries_found"] >= 10
     assert sum(1 for r in g if r["country_source"] == "caption") >= 50
@@ -71,7 +73,8 @@ def test_real_captions_give_sane_signals(real_run):
         for col in ("country", "caption_country", "url_cctld_country", "page_cctld_country"):
             assert r[col] is None or r[col] in VALID_ALPHA2, (col, r)
         assert r["gender_terms"] in ("male", "female", "both", "none")
-        assert r["age_terms"] in ("child", "young", "adult", "old", "mixed", "none")
+        assert r["age_terms"] in ("child", "young", "adult", "old", "none")
+        assert r["religion_terms"] in religions
         if r["country_source"] == "caption":
             assert r["country"] == r["caption_country"] == r["caption_countries"][0]
         elif r["country_source"] == "cctld":

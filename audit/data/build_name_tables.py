@@ -6,7 +6,8 @@
 Input: the US Census 1990 surname list (`dist.all.last`, public domain) as shipped in the `names` 0.3.0 package
 (MIT). Kept: the TOP_RANKS most frequent surnames, minus every surname that is also a common English word, i.e. a
 lower-case entry of the Brill tagger lexicon shipped with textblob (`textblob/en/en-lexicon.txt`, MIT, from
-Pattern): "Street", "Bridge", "Young" or "King" after a place name usually name a thing ("London Bridge").
+Pattern), British spellings included ("Harbour" as "harbor"): "Street", "Bridge", "Young" or "King" after a
+place name usually name a thing ("London Bridge", "Sydney Harbour Bridge").
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def build_surnames(census_path: Path) -> None:
         name, _freq, _cumulative, rank = line.split()
         if int(rank) > TOP_RANKS:
             break
-        if name.lower() not in common:
+        word = name.lower()
+        # the lexicon is American English: "Harbour", "Colour" are English words too
+        if word not in common and word.replace("our", "or") not in common:
             rows.append({"surname": name.lower(), "census_rank": int(rank)})
     with open(HERE / "person_surnames.csv", "w", newline="", encoding="utf-8") as f:
         f.write("# US Census 1990 surnames (public domain) via the names 0.3.0 package (MIT), top "
