@@ -83,7 +83,8 @@ def _child(url: str, *, guard: bool, proxy: str | None = None, extra_path: tuple
         env["http_proxy"] = proxy
     if extra_path:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), *extra_path]))
-    return subprocess.run([sys.executable, "-c", code, url], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code, url], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def _redirect(target: str) -> str:

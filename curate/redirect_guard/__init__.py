@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import sys
+import warnings
+from collections.abc import Iterator
 
 GUARD_DIR = os.path.dirname(os.path.abspath(__file__))
 ENV_VAR = "FAIRSIFT_REFUSE_PRIVATE_REDIRECTS"
@@ -26,6 +28,12 @@ CONNECT_REFUSED = "connection to a " + REFUSAL_MARKER
 @contextlib.contextmanager
 def guarded_environment() -> Iterator[None]:
     """Within the block, Python processes started from this one run the guard; the environment is restored after."""
+    if sys.flags.ignore_environment or sys.flags.no_site:  # -E, -I or -S: passed on to spawned workers, which then
+        warnings.warn(  # neither read PYTHONPATH nor import sitecustomize
+            "python runs with -E, -I or -S: img2dataset's workers will not refuse redirects to private addresses",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     saved = {name: os.environ.get(name) for name in ("PYTHONPATH", ENV_VAR)}
     inherited = saved["PYTHONPATH"]
     os.environ["PYTHONPATH"] = GUARD_DIR + (os.pathsep + inherited if inherited else "")
