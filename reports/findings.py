@@ -63,11 +63,16 @@ def impact_sentences(impact: pd.DataFrame, step_options: dict | None = None, mod
     d = impact[(impact["mode"] == mode) if "mode" in impact else True].dropna(subset=["ratio"])
     d = d[~d["group"].astype(str).isin(NON_GROUPS)]
     low_n = d["flag_low_n"].fillna(False).astype(bool) if "flag_low_n" in d else pd.Series(False, index=d.index)
-    # an attribute whose groups are all under the minimum count still gets its lowest ratio, marked indicative
+    # per step and attribute: the lowest ratio among groups with enough rows, and a lower one among the small groups
+    # too, marked indicative (a group of 8 that lost every row is worth a look, not a headline)
     picked = []
     for _, g in d.groupby(["step", "attribute"], sort=False):
-        enough = g[~low_n.loc[g.index]]
-        picked.append((enough if not enough.empty else g).sort_values(["ratio", "group"]).iloc[0])
+        g = g.sort_values(["ratio", "group"])
+        enough, small = g[~low_n.loc[g.index]], g[low_n.loc[g.index]]
+        if not enough.empty:
+            picked.append(enough.iloc[0])
+        if not small.empty and (enough.empty or small["ratio"].iloc[0] < enough["ratio"].iloc[0]):
+            picked.append(small.iloc[0])
     if "flag_four_fifths" in d:
         seen = {(r["step"], r["attribute"], r["group"]) for r in picked}
         picked += [r for _, r in d[d["flag_four_fifths"].fillna(False).astype(bool)].iterrows()
