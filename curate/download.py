@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import json
 import os
 import signal
 import tempfile
@@ -82,10 +83,15 @@ def download(run_dir: str | os.PathLike, options: DownloadOptions) -> dict:
         raise tables.MissingTableError(run_dir, "pairs")
     guard = UrlGuard(options.allow_private_network)
     counts: dict = {"rows": 0, "status": {}, "parts": len(pair_parts), "parts_skipped": 0}
+    options_changed = _record_options(run_dir, options)
+    if options_changed:
+        counts["rebuilt_options_changed"] = options_changed
     pending = []
     for pairs_path in pair_parts:
         shards_path = tables.part_path(run_dir, "shards", pairs_path.name)
-        if shards_path.exists():
+        if options_changed:
+            shards_path.unlink(missing_ok=True)
+        if shards_path.exists() and tables.part_matches(shards_path, read_pairs_part(pairs_path).column("uid")):
             counts["parts_skipped"] += 1
             _add_status_counts(counts, tables.read_part(shards_path, ["status"]).column("status"))
         else:
@@ -100,6 +106,27 @@ def download(run_dir: str | os.PathLike, options: DownloadOptions) -> dict:
             bar.set_postfix(rows=counts["rows"], success=counts["status"].get("success", 0))
     counts["status"] = dict(sorted(counts["status"].items()))
     return counts
+
+
+# options that change what lands in shards/ (threads and processes only change how fast)
+_OUTPUT_OPTIONS = ("image_size", "resize_mode", "timeout", "retries", "allow_private_network",
+                   "disallowed_header_directives", "encode_quality")
+OPTIONS_FILE = "_options.json"
+
+
+def _record_options(run_dir: Path, options: DownloadOptions) -> list[str]:
+    """Write shards/_options.json; return the options that differ from the ones the existing parts were made with
+    (then every part is downloaded again: a rerun with --allow-private-network or another --image-size must not
+    keep the old rows)."""
+    path = tables.table_path(run_dir, "shards") / OPTIONS_FILE
+    current = {k: getattr(options, k) for k in _OUTPUT_OPTIONS}
+    previous = json.loads(path.read_text()) if path.is_file() else None
+    changed = sorted(k for k in current if previous is not None and previous.get(k) != current[k])
+    if previous is None and tables.list_parts(run_dir, "shards"):
+        changed = []  # parts from before options were recorded: keep them
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=1, sort_keys=True))
+    return changed
 
 
 def _batches(pair_parts: list[Path]) -> list[list[Path]]:

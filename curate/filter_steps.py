@@ -137,12 +137,20 @@ class LanguageStep(FilterStep):
     name: Literal["language"] = "language"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1, description="ISO 639-1 codes kept")
     min_confidence: float = Field(0.0, ge=0, le=1, description="py3langid's normalised probability of its top guess")
+    # py3langid guesses short captions badly ("a man smiling" -> bcl 0.23, "MacFarlane smiling" -> zu 0.06): dropping
+    # every such guess would drop short English captions and captions with non-English names, a bias of its own
+    uncertain_below: float = Field(0.5, ge=0, le=1, description="a top guess under this probability is uncertain")
+    uncertain: Literal["pass", "drop"] = Field("pass", description="what happens to captions with an uncertain guess")
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
         language, prob = ctx.languages
         wanted = set(self.languages)
         in_list = np.array([lang in wanted for lang in language], dtype=bool)
+        known = np.array([lang is not None for lang in language], dtype=bool)
+        uncertain = known & (prob < self.uncertain_below)
         passed = in_list & (prob >= self.min_confidence)
+        if self.uncertain == "pass":
+            passed |= uncertain & ~in_list
         shown = "[" + ", ".join(self.languages) + "]"
 
         def reason(i: int) -> str:
@@ -259,6 +267,8 @@ class BasicStep(FilterStep):
     name: Literal["basic"] = "basic"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     min_confidence: float = Field(0.0, ge=0, le=1)
+    uncertain_below: float = Field(0.5, ge=0, le=1)
+    uncertain: Literal["pass", "drop"] = "pass"
     min_words: int = Field(3, ge=0)
     min_side: int = Field(200, ge=0)
     max_ratio: float = Field(3.0, gt=1)
@@ -266,7 +276,8 @@ class BasicStep(FilterStep):
 
     def sub_steps(self) -> list[FilterStep]:
         return [
-            LanguageStep(languages=self.languages, min_confidence=self.min_confidence),
+            LanguageStep(languages=self.languages, min_confidence=self.min_confidence,
+                         uncertain_below=self.uncertain_below, uncertain=self.uncertain),
             CaptionWordsStep(min_words=self.min_words),
             ImageSizeStep(min_side=self.min_side, use=self.use),
             AspectRatioStep(max_ratio=self.max_ratio, use=self.use),

@@ -85,7 +85,14 @@ def _success_rows(shards_part: Path) -> pa.Table:
 
 
 def _pending_parts(run_dir: Path) -> list[Path]:
-    return [p for p in tables.list_parts(run_dir, "shards") if not tables.part_path(run_dir, "phash", p.name).exists()]
+    """Shards parts whose phash part is missing or no longer matches their successful rows."""
+    pending = []
+    for shards_part in tables.list_parts(run_dir, "shards"):
+        status = tables.read_part(shards_part, columns=["uid", "status"])
+        expected = status.filter(pc.equal(status.column("status"), STATUS_SUCCESS)).column("uid")
+        if not tables.part_matches(tables.part_path(run_dir, "phash", shards_part.name), expected):
+            pending.append(shards_part)
+    return pending
 
 
 def compute_phashes(run_dir: str | os.PathLike, *, workers: int | None = None) -> dict:

@@ -149,10 +149,11 @@ def _models_in_part(path: Path) -> set[str]:
     return {m for m in pc.unique(table.column("model")).to_pylist() if m is not None}
 
 
-def _part_state(run_dir: Path, name: str, model_id: str) -> tuple[str, set[str]]:
-    """("todo" | "done" | "other_model", models found in the existing clip part)."""
+def _part_state(run_dir: Path, name: str, model_id: str, uids) -> tuple[str, set[str]]:
+    """("todo" | "done" | "other_model", models found in the existing clip part). A part whose uids no longer match
+    its shards part (the download was redone) is todo."""
     clip_path = tables.part_path(run_dir, "clip", name)
-    if not (clip_path.is_file() and tables.part_path(run_dir, "embeddings", name).is_file()):
+    if not (tables.part_matches(clip_path, uids) and tables.part_path(run_dir, "embeddings", name).is_file()):
         return "todo", set()
     models = _models_in_part(clip_path)
     return ("done" if models == {model_id} else "other_model"), models
@@ -240,7 +241,7 @@ def score(run_dir: str | Path, options: ScoreOptions) -> dict:
 
     todo, skipped, replaced_models, rescored = [], [], set(), 0
     for job in jobs:
-        state, models = _part_state(run_dir, job.name, loaded.model_id)
+        state, models = _part_state(run_dir, job.name, loaded.model_id, list(job.uids))
         if state == "done":
             skipped.append(job)
             continue

@@ -141,3 +141,14 @@ def read_table(
 
 def read_part(path: str | os.PathLike, columns: Iterable[str] | None = None) -> pa.Table:
     return pq.read_table(path, columns=list(columns) if columns is not None else None)
+
+
+def part_matches(path: str | os.PathLike, expected_uids) -> bool:
+    """Does an existing output part hold exactly these uids, in this order? An input part rewritten since (a new
+    crawl, a rebuilt download) leaves outputs whose uids no longer match: those parts are redone, not skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    got = pq.read_table(path, columns=["uid"]).column("uid").combine_chunks()
+    expected = expected_uids.combine_chunks() if isinstance(expected_uids, pa.ChunkedArray) else pa.array(expected_uids)
+    return got.cast(pa.string()).equals(expected.cast(pa.string()))

@@ -223,11 +223,15 @@ def test_rerun_after_losing_a_phash_part_gives_identical_tables(run_copy, plante
     assert tables.read_table(run_copy, "dedup").equals(dedup_before)
 
 
-def test_stale_phash_part_is_refused_by_name(run_copy):
+def test_stale_phash_part_is_hashed_again(run_copy):
+    # a phash part left from an earlier download of the same part name no longer matches its shards part
     stale = pa.table({"uid": ["nope"], "phash": pa.array([1], type=pa.uint64())})
     tables.write_part(run_copy, "phash", 0, stale)
-    with pytest.raises(ValueError, match="part-00000.parquet"):
-        dedup(run_copy, DedupOptions())
+    counts = dedup(run_copy, DedupOptions())
+    assert counts["phash_parts_hashed"] == 1
+    shards = tables.read_part(tables.part_path(run_copy, "shards", 0), ["uid", "status"]).to_pandas()
+    expected = shards.loc[shards["status"] == "success", "uid"].tolist()
+    assert tables.read_part(tables.part_path(run_copy, "phash", 0), ["uid"]).column("uid").to_pylist() == expected
 
 
 def test_missing_shards_names_the_command(tmp_path):

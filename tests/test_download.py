@@ -163,7 +163,7 @@ def test_cli_rebuilds_a_deleted_part_identically(downloaded):
     run, _, counts = downloaded
     before = tables.read_table(run, "shards")
     tables.part_path(run, "shards", 1).unlink()
-    result = CliRunner().invoke(app, ["download", str(run), "--allow-private-network", "--image-size", "64",
+    result = CliRunner().invoke(app, ["download", str(run), "--allow-private-network", "--image-size", "64", "--timeout", "2",
                                       "--threads", "4"])
     assert result.exit_code == 0, result.output
     assert tables.read_table(run, "shards").equals(before)
@@ -186,6 +186,27 @@ def test_private_network_is_blocked_by_default(server, tmp_path):
     assert shards.column("uid").to_pylist() == tables.read_table(tmp_path, "pairs").column("uid").to_pylist()
     blocked = [r for r in shards.to_pylist() if r["status"] == "blocked_private_network"]
     assert all("127.0.0.1" in r["error_message"] and r["image"] is None for r in blocked)
+
+
+def test_rerun_with_the_guard_lifted_downloads_the_blocked_rows(server, tmp_path):
+    _write_pairs(tmp_path, [[(server.url(name), "") for name in GOOD[:2]]])
+    first = download(tmp_path, _options(allow_private_network=False))
+    assert first["status"] == {"blocked_private_network": 2}
+    again = download(tmp_path, _options(allow_private_network=True))
+    assert again["rebuilt_options_changed"] == ["allow_private_network"]
+    assert again["status"] == {"success": 2} and again["parts_skipped"] == 0
+    unchanged = download(tmp_path, _options(allow_private_network=True, threads=2))  # speed options change nothing
+    assert unchanged["parts_skipped"] == 1 and "rebuilt_options_changed" not in unchanged
+
+
+def test_a_rewritten_pairs_part_is_downloaded_again(server, tmp_path):
+    _write_pairs(tmp_path, [[(server.url(GOOD[0]), "")]])
+    download(tmp_path, _options(allow_private_network=True))
+    _write_pairs(tmp_path, [[(server.url(GOOD[1]), "")]])  # a new crawl, same part name
+    counts = download(tmp_path, _options(allow_private_network=True))
+    assert counts["parts_skipped"] == 0
+    assert tables.read_table(tmp_path, "shards").column("uid").to_pylist() == \
+        tables.read_table(tmp_path, "pairs").column("uid").to_pylist()
 
 
 def test_missing_pairs_and_bad_pairs_columns_are_clear_errors(tmp_path):

@@ -181,6 +181,22 @@ def test_language_is_detected_once_and_stored_in_signals_lang(planted):
     assert not _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
 
 
+def test_uncertain_guesses_pass_unless_asked_to_drop(planted):
+    run_dir, uid, _ = planted
+    filter_run(run_dir, _config("language"))  # stores signals/lang
+    stored = tables.read_table(run_dir, "lang")
+    # what py3langid says of "a man smiling": Central Bikol, 23% sure
+    is_row = [u == uid["sample_1"] for u in stored["uid"].to_pylist()]
+    languages = ["bcl" if hit else v for hit, v in zip(is_row, stored["language"].to_pylist())]
+    probs = [0.23 if hit else p for hit, p in zip(is_row, stored["language_prob"].to_pylist())]
+    tables.write_table(run_dir, "lang", pa.table({"uid": stored["uid"], "language": languages, "language_prob": probs}))
+    filter_run(run_dir, _config("language"))
+    assert _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
+    filter_run(run_dir, _config({"language": {"uncertain": "drop"}}))
+    row = _decisions(run_dir).loc[uid["sample_1"]]
+    assert not row["pass_language"] and "language bcl (0.23) not in [en]" in row["reason"]
+
+
 def test_min_confidence_fails_uncertain_english(planted):
     run_dir, uid, _ = planted
     filter_run(run_dir, _config({"language": {"min_confidence": 0.999}}))
