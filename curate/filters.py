@@ -83,7 +83,7 @@ class FilterConfig(BaseModel):
 def _normalise_step(item: Any) -> Any:
     """`dedup`, `{dedup: {kinds: [...]}}`, `{step: dedup, ...}` and `{name: dedup, ...}` all become the last form."""
     if isinstance(item, str):
-        return {"name": item}
+        item = {"name": item}
     if isinstance(item, dict):
         if "name" not in item and "step" in item:
             return {"name": item["step"], **{k: v for k, v in item.items() if k != "step"}}
@@ -91,6 +91,11 @@ def _normalise_step(item: Any) -> Any:
             (key, value), = item.items()
             if key in STEP_NAMES and (value is None or isinstance(value, dict)):
                 return {"name": key, **(value or {})}
+            if "name" not in item:
+                raise ValueError(f"unknown filter step {key!r}; steps are: {', '.join(STEP_NAMES)}")
+    name = item.get("name") if isinstance(item, dict) else item
+    if isinstance(name, str) and name not in STEP_NAMES:
+        raise ValueError(f"unknown filter step {name!r}; steps are: {', '.join(STEP_NAMES)}")
     return item
 
 

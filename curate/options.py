@@ -56,7 +56,7 @@ class DedupOptions(_Options):
 
 class ScoreOptions(_Options):
     model: str = "ViT-B-32"
-    pretrained: Optional[str] = "laion2b_s34b_b79k"
+    pretrained: Optional[str] = None  # None: the model's default tag (laion2b_s34b_b79k for ViT-B-32), see score.py
     checkpoint: Optional[str] = None
     device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(256, ge=1)

@@ -236,7 +236,9 @@ def score(run_dir: str | Path, options: ScoreOptions) -> dict:
     """CLIP-score every successful download of RUN/shards/ part by part; returns the stage's counts."""
     run_dir = Path(run_dir)
     jobs = _read_jobs(run_dir)
-    loaded = load_clip(options.model, pretrained=options.pretrained, checkpoint=options.checkpoint,
+    pretrained = options.pretrained if options.pretrained is not None else default_pretrained(options.model,
+                                                                                               options.checkpoint)
+    loaded = load_clip(options.model, pretrained=pretrained, checkpoint=options.checkpoint,
                        device=options.device, precision=options.precision)
 
     todo, skipped, replaced_models, rescored = [], [], set(), 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,10 +25,8 @@ def dashboard_env(runs: list[Path]) -> dict[str, str]:
 
 
 def launch(runs: list[Path], port: int = 8501) -> int:
+    """Become the Streamlit server (exec), so that Ctrl+C, `kill` or a service manager stop the server itself."""
     print(f"fairsift dashboard: http://127.0.0.1:{port}  (Ctrl+C to stop)", flush=True)
-    proc = subprocess.Popen(streamlit_command(port), env=dashboard_env(runs))
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+    command = streamlit_command(port)
+    os.execvpe(command[0], command, dashboard_env(runs))
+    return 0  # not reached: exec replaces this process

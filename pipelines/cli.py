@@ -27,9 +27,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _check_run_folder(run: Path) -> None:
+    if run.exists() and not run.is_dir():
+        _fail(f"run folder {run} is a file, not a folder; pass a folder path to --run / RUN")
+
+
 def _run_stage(run: Path, stage: str, fn, *args, **kwargs) -> dict:
     from pipelines import manifest
 
+    _check_run_folder(run)
     from curate.tables import MissingTableError
 
     try:
@@ -183,6 +189,7 @@ def run_cmd(
     except ConfigError as exc:
         _fail(str(exc))
     run_dir = run or Path(cfg.run_dir or Path("runs") / (cfg.name or config.stem))
+    _check_run_folder(run_dir)
     try:
         run_pipeline(cfg, run_dir)
     except (FileNotFoundError, ValueError) as exc:
@@ -199,6 +206,7 @@ def demo(
     """Serve the bundled sample on 127.0.0.1, then crawl, download, dedup, score, filter, export, audit and report it."""
     from pipelines.demo import run_demo
 
+    _check_run_folder(run)
     run_demo(run, model=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None)
 
 

@@ -123,7 +123,11 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None =
     if cfg.probe is not None and cfg.probe.datasets:
         from audit.probes import ProbeOptions, run_probes
 
-        probe_opts = ProbeOptions(model=cfg.score.model, pretrained=cfg.score.pretrained,
+        from curate.score import default_pretrained
+
+        probe_opts = ProbeOptions(model=cfg.score.model,
+                                  pretrained=cfg.score.pretrained if cfg.score.pretrained is not None
+                                  else default_pretrained(cfg.score.model, cfg.score.checkpoint),
                                   checkpoint=cfg.score.checkpoint, device=cfg.score.device,
                                   datasets=cfg.probe.datasets, n_boot=cfg.probe.n_boot,
                                   n_permutations=cfg.probe.n_permutations, seed=cfg.probe.seed)

@@ -269,3 +269,8 @@ def test_cli_filter_with_config_and_with_a_typo(planted, tmp_path):
     result = CliRunner().invoke(app, ["filter", str(run_dir), "--config", str(config)])
     assert result.exit_code == 2
     assert "min_scor" in result.output and "Traceback" not in result.output
+
+    config.write_text("steps:\n  - {clip_treshold: {min_score: 0.25}}\n  - dedupe\n")
+    result = CliRunner().invoke(app, ["filter", str(run_dir), "--config", str(config)])
+    assert result.exit_code == 2
+    assert "unknown filter step 'clip_treshold'" in result.output and "clip_threshold" in result.output

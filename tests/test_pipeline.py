@@ -148,3 +148,10 @@ def _read_audit(run_dir: Path, name: str):
     import pandas as pd
 
     return pd.read_parquet(run_dir / "audit" / f"{name}.parquet")
+
+
+def test_a_run_path_that_is_a_file_is_a_clear_error(tmp_path):
+    not_a_folder = tmp_path / "run.txt"
+    not_a_folder.write_text("")
+    proc = _run(["download", str(not_a_folder)], tmp_path)
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
