@@ -1,11 +1,12 @@
 """The export stage: the kept rows of decisions, with their image bytes and clip_score, as RUN/corpus/.
 
 corpus/part-*.parquet follows the shards parts one for one (a part is done when its file exists, so a killed export
-resumes), with plain column types that DuckDB, pandas and Hugging Face `datasets` read as they are. With
-`webdataset`, corpus/webdataset/part-*.tar holds <uid>.jpg, <uid>.txt and <uid>.json per sample.
+resumes), with plain column types that DuckDB, pandas and Hugging Face `datasets` read as they are — the folder
+holds nothing else, so `pd.read_parquet("RUN/corpus")` and `load_dataset("parquet", data_dir="RUN/corpus")` work.
+With `webdataset`, corpus_webdataset/part-*.tar beside it holds <uid>.jpg, <uid>.txt and <uid>.json per sample.
 
-corpus/_SOURCE.json records the hash of the decisions file the corpus was built from: when the filter is rerun with
-another config, the next export sees a different hash and rebuilds instead of mixing two selections.
+RUN/.corpus_source.json records the hash of the decisions file the corpus was built from: when the filter is rerun
+with another config, the next export sees a different hash and rebuilds instead of mixing two selections.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ CORPUS = pa.schema(
     ]
 )
 SHARD_COLUMNS = [n for n in CORPUS.names if n != "clip_score"]
-SOURCE_FILE = "_SOURCE.json"
-WEBDATASET_DIR = "webdataset"
+SOURCE_FILE = ".corpus_source.json"  # in the run folder, not in corpus/: readers take every file of corpus/
+WEBDATASET_DIR = "corpus_webdataset"
 
 
 def file_sha256(path: Path) -> str:
@@ -61,7 +62,7 @@ def export(run_dir: str | Path, options: ExportOptions) -> dict:
         raise tables.MissingTableError(run_dir, "shards")
     corpus_dir = tables.table_path(run_dir, "corpus")
 
-    source = _current_source(corpus_dir, file_sha256(decisions_path))
+    source = _current_source(run_dir, corpus_dir, file_sha256(decisions_path))
     rebuilt = source.pop("_rebuilt")
 
     kept_uids = pc.filter(decisions["uid"], decisions["kept"]).combine_chunks()
@@ -82,10 +83,10 @@ def export(run_dir: str | Path, options: ExportOptions) -> dict:
             if part.num_rows == 0:
                 # no file for a part without kept rows: Hugging Face `datasets` fails on a Parquet file with no rows
                 source["empty_parts"].append(shard_part.name)
-                _write_source(corpus_dir, source)
+                _write_source(run_dir, source)
                 continue
             tables.atomic_write_parquet(part, out, row_group_size=options.rows_per_part)
-        tar_path = corpus_dir / WEBDATASET_DIR / f"{out.stem}.tar"
+        tar_path = run_dir / WEBDATASET_DIR / f"{out.stem}.tar"
         if options.webdataset and not tar_path.exists():
             _write_tar(tables.read_part(out), tar_path)
             tars += 1
@@ -95,25 +96,25 @@ def export(run_dir: str | Path, options: ExportOptions) -> dict:
             "parts_skipped": skipped, "webdataset_tars_written": tars, "rebuilt": rebuilt}
 
 
-def _current_source(corpus_dir: Path, decisions_sha256: str) -> dict:
+def _current_source(run_dir: Path, corpus_dir: Path, decisions_sha256: str) -> dict:
     """The corpus's record of its decisions; files built from other decisions (or of unknown origin) are removed."""
-    source_path = corpus_dir / SOURCE_FILE
+    source_path = run_dir / SOURCE_FILE
     recorded = json.loads(source_path.read_text()) if source_path.exists() else {}
     if recorded.get("decisions_sha256") == decisions_sha256:
         return {"empty_parts": [], **recorded, "_rebuilt": False}
-    outputs = list(corpus_dir.glob("part-*.parquet")) + list((corpus_dir / WEBDATASET_DIR).glob("*.tar"))
+    outputs = list(corpus_dir.glob("part-*.parquet")) + list((run_dir / WEBDATASET_DIR).glob("*.tar"))
     for path in outputs:
         path.unlink()
     source = {"decisions_sha256": decisions_sha256, "empty_parts": []}
-    _write_source(corpus_dir, source)
+    _write_source(run_dir, source)
     return {**source, "_rebuilt": bool(outputs)}
 
 
-def _write_source(corpus_dir: Path, source: dict) -> None:
-    corpus_dir.mkdir(parents=True, exist_ok=True)
-    tmp = corpus_dir / f".tmp-{uuid.uuid4().hex}-{SOURCE_FILE}"
+def _write_source(run_dir: Path, source: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".tmp-{uuid.uuid4().hex}-{SOURCE_FILE.lstrip('.')}"
     tmp.write_text(json.dumps(source, indent=2) + "\n")
-    os.replace(tmp, corpus_dir / SOURCE_FILE)
+    os.replace(tmp, run_dir / SOURCE_FILE)
 
 
 def _corpus_part(shard_part: Path, kept_uids: pa.Array, clip_by_uid: dict) -> pa.Table:

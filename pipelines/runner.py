@@ -37,7 +37,7 @@ def _fingerprint(options: Any, upstream: list[str], run_dir: Path) -> str:
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "crawl": ("pairs",), "ingest": ("pairs",), "download": ("shards",), "dedup": ("signals/phash",),
     "score": ("signals/clip", "signals/embeddings"), "dedup_semantic": ("signals/dedup",), "groups": ("signals/groups",),
-    "filter": ("decisions.parquet",), "export": ("corpus",), "audit": ("audit",), "probe": ("probes",),
+    "filter": ("decisions.parquet",), "export": ("corpus", "corpus_webdataset"), "audit": ("audit",), "probe": ("probes",),
     "report": ("report",),
 }
 

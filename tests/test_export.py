@@ -38,7 +38,7 @@ def test_export_writes_exactly_the_kept_rows_readable_by_duckdb_pandas_and_datas
     assert counts["rows"] == counts["kept"] == kept
     files = _corpus_files(run_dir)
     # the first shards part has no kept row: it gets no file, since `datasets` cannot read a Parquet file of 0 rows
-    assert json.loads((run_dir / "corpus" / "_SOURCE.json").read_text())["empty_parts"] == ["part-00000.parquet"]
+    assert json.loads((run_dir / ".corpus_source.json").read_text())["empty_parts"] == ["part-00000.parquet"]
     assert files
 
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -58,6 +58,11 @@ def test_export_writes_exactly_the_kept_rows_readable_by_duckdb_pandas_and_datas
 
     ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "hf"))
     assert ds.num_rows == kept
+    # the folder as it is, with no file list: it holds only the corpus parts
+    assert len(pd.read_parquet(run_dir / "corpus")) == kept
+    whole = datasets.load_dataset("parquet", data_dir=str(run_dir / "corpus"), split="train",
+                                  cache_dir=str(tmp_path / "hf2"))
+    assert whole.num_rows == kept
     assert set(ds.column_names) == set(CORPUS.names)
     assert isinstance(ds[0]["image"], bytes) and ds[0]["caption"]
 
@@ -65,7 +70,7 @@ def test_export_writes_exactly_the_kept_rows_readable_by_duckdb_pandas_and_datas
 def test_webdataset_tars_hold_jpg_txt_json_per_kept_sample(filtered_run):
     run_dir, kept = filtered_run
     counts = export(run_dir, ExportOptions(webdataset=True))
-    tars = sorted(str(p) for p in (run_dir / "corpus" / "webdataset").glob("part-*.tar"))
+    tars = sorted(str(p) for p in (run_dir / "corpus_webdataset").glob("part-*.tar"))
     assert tars and counts["webdataset_tars_written"] == len(tars)
 
     import webdataset as wds
@@ -99,7 +104,7 @@ def test_rerun_skips_done_parts_resumes_lost_ones_and_rebuilds_when_decisions_ch
     counts = filter_run(run_dir, FilterConfig.model_validate({"steps": ["dedup"]}))
     rebuilt = export(run_dir, ExportOptions())
     assert rebuilt["rebuilt"] and rebuilt["rows"] == counts["kept"] != kept
-    assert json.loads((run_dir / "corpus" / "_SOURCE.json").read_text())["decisions_sha256"]
+    assert json.loads((run_dir / ".corpus_source.json").read_text())["decisions_sha256"]
 
 
 def test_export_needs_decisions(tmp_path):
@@ -114,4 +119,4 @@ def test_cli_export_with_webdataset(filtered_run):
     assert result.exit_code == 0, result.output
     n = duckdb.sql(f"select count(*) from read_parquet({_corpus_files(run_dir)})").fetchall()[0][0]
     assert n == kept
-    assert list((run_dir / "corpus" / "webdataset").glob("part-*.tar"))
+    assert list((run_dir / "corpus_webdataset").glob("part-*.tar"))
