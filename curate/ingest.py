@@ -221,6 +221,8 @@ def ingest(run_dir: Path, options: IngestOptions) -> dict:
             writer.add_table(builder.build(batch, dropped))
             progress.update(batch.num_rows)
     writer.close()
+    if rows + counts["malformed_row"] == 0:
+        raise ValueError(f"URL list {path} has no rows")
     dropped["malformed_row"] += counts["malformed_row"]
     return {"rows": rows + counts["malformed_row"], "pairs": writer.rows_written, "parts": writer.parts_written,
             "dropped": dict(dropped), "format": reader.format}
