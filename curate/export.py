@@ -35,12 +35,13 @@ CORPUS = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("clip_score", pa.float32()),
+        ("clip_model", pa.string()),  # which model made clip_score: says "TEST MODEL" when the test model did
         ("sha256", pa.string()),
         ("original_width", pa.int32()),
         ("original_height", pa.int32()),
     ]
 )
-SHARD_COLUMNS = [n for n in CORPUS.names if n != "clip_score"]
+SHARD_COLUMNS = [n for n in CORPUS.names if n not in ("clip_score", "clip_model")]
 SOURCE_FILE = ".corpus_source.json"  # in the run folder, not in corpus/: readers take every file of corpus/
 WEBDATASET_DIR = "corpus_webdataset"
 
@@ -66,8 +67,9 @@ def export(run_dir: str | Path, options: ExportOptions) -> dict:
     rebuilt = source.pop("_rebuilt")
 
     kept_uids = pc.filter(decisions["uid"], decisions["kept"]).combine_chunks()
-    clip = tables.read_table(run_dir, "clip", columns=["uid", "clip_score"], required=False)
-    clip_by_uid = dict(zip(clip["uid"].to_pylist(), clip["clip_score"].to_pylist())) if clip is not None else {}
+    clip = tables.read_table(run_dir, "clip", columns=["uid", "clip_score", "model"], required=False)
+    clip_by_uid = dict(zip(clip["uid"].to_pylist(), zip(clip["clip_score"].to_pylist(), clip["model"].to_pylist()))) \
+        if clip is not None else {}
 
     written = skipped = tars = 0
     for shard_part in tqdm(shard_parts, desc="export", unit="part", disable=None, leave=False):
@@ -120,8 +122,10 @@ def _write_source(run_dir: Path, source: dict) -> None:
 def _corpus_part(shard_part: Path, kept_uids: pa.Array, clip_by_uid: dict) -> pa.Table:
     shards = tables.read_part(shard_part, columns=SHARD_COLUMNS)
     kept = shards.filter(pc.is_in(shards["uid"], value_set=kept_uids))
-    scores = pa.array([clip_by_uid.get(u) for u in kept["uid"].to_pylist()], pa.float32())
-    columns = {name: (scores if name == "clip_score" else kept[name].cast(CORPUS.field(name).type))
+    found = [clip_by_uid.get(u, (None, None)) for u in kept["uid"].to_pylist()]
+    from_clip = {"clip_score": pa.array([f[0] for f in found], pa.float32()),
+                 "clip_model": pa.array([f[1] for f in found], pa.string())}
+    columns = {name: from_clip[name] if name in from_clip else kept[name].cast(CORPUS.field(name).type)
                for name in CORPUS.names}
     return pa.table(columns, schema=CORPUS)
 

@@ -62,8 +62,9 @@ def test_demo_finds_what_was_planted(demo_run):
     decisions = _read(run_dir, "decisions").to_pandas()
     pass_cols = [c for c in decisions.columns if c.startswith("pass_")]
     assert (decisions[pass_cols].all(axis=1) == decisions["kept"]).all()
-    corpus = _read(run_dir, "corpus", ["uid"])
+    corpus = _read(run_dir, "corpus", ["uid", "clip_model"])
     assert corpus.num_rows == int(decisions["kept"].sum())
+    assert all("TEST MODEL" in m for m in corpus.column("clip_model").to_pylist())  # scores say where they came from
     assert (run_dir / "report" / "index.html").is_file()
 
 
