@@ -90,12 +90,20 @@ def caption_geo(captions: pa.Array, lowered: pa.Array) -> tuple[list[str | None]
     return first, every
 
 
-def languages(captions: pa.Array) -> tuple[list[str | None], list[float | None]]:
+def languages(captions: pa.Array, uids: list[str] | None = None,
+              known: dict[str, tuple[str | None, float]] | None = None) -> tuple[list[str | None], list[float | None]]:
+    """py3langid's top language and probability per caption; `known` (uid -> verdict, from the filter's signals/lang,
+    same identifier and settings) is reused rather than detected twice: language ID is most of this stage's time."""
     ident = _language_identifier()
     langs: list[str | None] = []
     probs: list[float | None] = []
-    for text in captions.to_pylist():
-        if text and text.strip():
+    known = known or {}
+    for i, text in enumerate(captions.to_pylist()):
+        if uids is not None and uids[i] in known:
+            lang, prob = known[uids[i]]
+            langs.append(lang)
+            probs.append(prob if lang is not None else None)
+        elif text and text.strip():
             lang, prob = ident.classify(text)
             langs.append(lang)
             probs.append(prob)
@@ -121,11 +129,12 @@ def _column(batch: pa.Table, name: str) -> pa.Array:
     return batch.column(name).combine_chunks().cast(pa.string())
 
 
-def caption_signals(captions: pa.Array) -> dict[str, list]:
+def caption_signals(captions: pa.Array, uids: list[str] | None = None,
+                    known_languages: dict | None = None) -> dict[str, list]:
     """The caption part of the groups table: word lexicons, caption countries and language."""
     lowered = lexicons.lower(captions)
     first, every = caption_geo(captions, lowered)
-    langs, probs = languages(captions)
+    langs, probs = languages(captions, uids, known_languages)
     return {
         "gender_terms": lexicons.gender_terms(lowered).tolist(),
         "age_terms": lexicons.age_terms(lowered).tolist(),
@@ -137,10 +146,10 @@ def caption_signals(captions: pa.Array) -> dict[str, list]:
     }
 
 
-def group_signals(batch: pa.Table) -> pa.Table:
+def group_signals(batch: pa.Table, known_languages: dict | None = None) -> pa.Table:
     """Groups rows for a batch of pairs rows (columns uid, url, caption, page_url; page_url may be absent)."""
     captions = _column(batch, "caption")
-    cols = caption_signals(captions)
+    cols = caption_signals(captions, _column(batch, "uid").to_pylist(), known_languages)
     url_cc = cctld_countries(_column(batch, "url"))
     page_cc = cctld_countries(_column(batch, "page_url"))
     country, source = [], []
@@ -182,15 +191,25 @@ def build_group_signals(run_dir: str | Path) -> dict:
     if missing:
         raise ValueError(f"pairs table in {tables.table_path(run_dir, 'pairs')} lacks columns {sorted(missing)}")
     pairs = _first_row_per_uid(pairs.select(wanted))
+    known_languages = _filter_languages(run_dir)
     parts = []
     with tqdm(total=pairs.num_rows, desc="group signals", unit="pair", file=None, disable=None) as bar:
         for start in range(0, pairs.num_rows, BATCH_ROWS):
             batch = pairs.slice(start, BATCH_ROWS)
-            parts.append(group_signals(batch))
+            parts.append(group_signals(batch, known_languages))
             bar.update(batch.num_rows)
     groups = pa.concat_tables(parts) if parts else GROUPS_SCHEMA.empty_table()
     tables.write_table(run_dir, "groups", groups)
     return summarise(groups)
+
+
+def _filter_languages(run_dir: str | Path) -> dict[str, tuple[str | None, float]]:
+    """The filter's caption languages (signals/lang), when it ran first: uid -> (language, probability)."""
+    lang = tables.read_table(run_dir, "lang", required=False)
+    if lang is None or not {"uid", "language", "language_prob"} <= set(lang.column_names):
+        return {}
+    return {u: (l, p) for u, l, p in zip(lang.column("uid").to_pylist(), lang.column("language").to_pylist(),
+                                         lang.column("language_prob").to_pylist())}
 
 
 def _value_counts(groups: pa.Table, column: str) -> dict[str, int]:

@@ -155,3 +155,21 @@ def test_one_row_per_uid_first_page_kept(tmp_path):
     g = tables.read_table(tmp_path, "groups").to_pylist()
     assert counts["rows"] == 2
     assert [r["page_cctld_country"] for r in g] == ["DE", None]
+
+
+def test_caption_languages_reuse_the_filters_verdicts_and_agree_with_fresh_detection(demo_run, tmp_path):
+    import shutil
+
+    from audit.signals import build_group_signals
+    from curate import tables
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run[0], run, ignore=shutil.ignore_patterns("site", "report", "probes"))
+    assert tables.table_exists(run, "lang")  # the filter ran first and stored its verdicts
+    build_group_signals(run)
+    reused = tables.read_table(run, "groups").select(["uid", "language", "language_prob"]).to_pandas()
+    shutil.rmtree(tables.table_path(run, "lang"))
+    build_group_signals(run)
+    fresh = tables.read_table(run, "groups").select(["uid", "language", "language_prob"]).to_pandas()
+    assert reused["language"].tolist() == fresh["language"].tolist()
+    assert reused["language_prob"].fillna(-1).round(5).tolist() == fresh["language_prob"].fillna(-1).round(5).tolist()
