@@ -27,6 +27,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
+from curate.schemas import TEST_MODEL_MARKER
+
 TEST_MODEL = "tiny-test"
 TEST_MODEL_SEED = 0
 HF_HUB_PREFIX = "hf-hub:"
@@ -306,7 +308,7 @@ def load_clip(
             sha = file_sha256(cached) if cached else None
             label = model if model.startswith(HF_HUB_PREFIX) else f"{model}/{pretrained}"
     if is_test:
-        label += " — TEST MODEL"
+        label += TEST_MODEL_MARKER
     return LoadedClip(model=net, preprocess=preprocess, tokenizer=tokenizer, model_id=label, weights_sha256=sha,
                       is_test_model=is_test, device=torch_device, embed_dim=_embed_dim(net), image_size=_image_size(net),
                       arch=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None,

@@ -83,6 +83,9 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     )
 
 
+TEST_MODEL_MARKER = " — TEST MODEL"  # ends the model id of the tiny test model, in every table and manifest
+
+
 def is_test_model_id(model_id: str) -> bool:
-    """The `model` column of signals/clip names the tiny test model with this marker (see curate.clip_model)."""
-    return "TEST MODEL" in model_id
+    """Does a model id (signals/clip's `model` column, the manifest's model.id) name the tiny test model?"""
+    return TEST_MODEL_MARKER in model_id

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from audit.frame import to_arrow
 from audit.prompts import load_prompt_file
 from audit.probes.association import association_rows
 from audit.probes.fairface import accuracy_probe, load_fairface
@@ -28,7 +29,6 @@ from audit.probes.harmful import harmful_label_probe
 from audit.probes.options import DatasetSpec, ProbeOptions, parse_dataset
 from curate.versions import package_versions
 from curate.clip_model import encode_texts, load_clip, model_info
-from curate.schemas import AUDIT, conform
 from curate.tables import atomic_write_parquet
 
 AUDIT_TABLES = {  # file stem -> analysis name
@@ -43,7 +43,7 @@ def audit_table(rows: list[dict], analysis: str) -> pa.Table:
     frame = pd.DataFrame(rows)
     frame.insert(0, "analysis", analysis)
     frame.insert(1, "step", None)
-    return conform(pa.Table.from_pandas(frame, preserve_index=False), AUDIT)
+    return to_arrow(frame)
 
 
 def predictions_table(frame: pd.DataFrame) -> pa.Table:
