@@ -30,7 +30,7 @@ from audit.probes.zero_shot import (
     model_logit_scale,
     softmax_probs,
 )
-from curate.clip_model import LoadedClip, encode_texts, load_clip, model_info
+from curate.score.clip_model import LoadedClip, encode_texts, load_clip, model_info
 from curate.schemas import STATUS_SUCCESS
 from curate.tables import MissingTableError, list_parts, read_part, write_table
 

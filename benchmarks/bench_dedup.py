@@ -1,8 +1,8 @@
 """Dedup benchmarks, each as a ratio against a bare baseline.
 
-1. pHash stage (curate.phash.compute_phashes: Parquet in/out, process pool) vs a bare single-process
+1. pHash stage (curate.dedup.phash.compute_phashes: Parquet in/out, process pool) vs a bare single-process
    `imagehash.phash` loop over the same JPEG bytes: ratio = stage throughput / bare throughput.
-2. Near-duplicate search (curate.hamming_index.near_duplicate_pairs) on 1,000,000 random 64-bit hashes with planted
+2. Near-duplicate search (curate.dedup.hamming_index.near_duplicate_pairs) on 1,000,000 random 64-bit hashes with planted
    near duplicates, d = 4, vs faiss IndexBinaryFlat range search (exhaustive) run for a subsample of queries against
    all hashes and extrapolated linearly to every query. Also timed: classic multi-index hashing (d+1 blocks) and
    faiss IndexBinaryMultiHash (5 x 12-bit exact-match hashes, the exact setting for d = 4) on a query subsample.
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from curate import schemas, tables  # noqa: E402
-from curate.hamming_index import near_duplicate_pairs, plan_blocks  # noqa: E402
-from curate.phash import compute_phashes  # noqa: E402
+from curate.dedup.hamming_index import near_duplicate_pairs, plan_blocks  # noqa: E402
+from curate.dedup.phash import compute_phashes  # noqa: E402
 
 SAMPLE_IMAGES = sorted((ROOT / "pipelines" / "sample" / "images").glob("*.jpg"))
 

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from curate import tables  # noqa: E402
-from curate.download import download, img2dataset_arguments, output_to_log  # noqa: E402
-from curate.loopback import LoopbackServer  # noqa: E402
+from curate.download.stage import download, img2dataset_arguments, output_to_log  # noqa: E402
+from curate.net.loopback import LoopbackServer  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
 
 SAMPLE_IMAGES = sorted((ROOT / "pipelines" / "sample" / "images").glob("*.jpg"))

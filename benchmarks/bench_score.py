@@ -29,9 +29,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curate import tables  # noqa: E402
-from curate.clip_model import encode_images, encode_tokens, load_clip  # noqa: E402
+from curate.score.clip_model import encode_images, encode_tokens, load_clip  # noqa: E402
 from curate.options import ScoreOptions  # noqa: E402
-from curate.score import default_pretrained, score  # noqa: E402
+from curate.score.stage import default_pretrained, score  # noqa: E402
 from tests.tiny_clip import sample_pairs, write_sample_shards  # noqa: E402
 
 

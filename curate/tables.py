@@ -16,35 +16,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# table name -> path relative to the run folder; a name ending in ".parquet" is a single file, else a folder of parts
-TABLE_PATHS: dict[str, str] = {
-    "pairs": "pairs",
-    "shards": "shards",
-    "clip": "signals/clip",
-    "embeddings": "signals/embeddings",
-    "phash": "signals/phash",
-    "dedup": "signals/dedup",
-    "lang": "signals/lang",
-    "groups": "signals/groups",
-    "perceived": "signals/perceived",
-    "decisions": "decisions.parquet",
-    "corpus": "corpus",
-}
-
-# which command creates each table, for error messages that tell the user what to run
-CREATED_BY: dict[str, str] = {
-    "pairs": "fairsift crawl / fairsift ingest",
-    "shards": "fairsift download",
-    "clip": "fairsift score",
-    "embeddings": "fairsift score",
-    "phash": "fairsift dedup",
-    "dedup": "fairsift dedup",
-    "lang": "fairsift filter",
-    "groups": "fairsift audit",
-    "perceived": "fairsift audit --perceived",
-    "decisions": "fairsift filter",
-    "corpus": "fairsift export",
-}
+from curate.layout import CREATED_BY, TABLE_PATHS, table_path  # noqa: F401  (re-exported: tables' users)
 
 
 class MissingTableError(FileNotFoundError):
@@ -63,10 +35,6 @@ def compute_uid(url: str, caption: str | None) -> str:
     h.update(b"\x00")
     h.update((caption or "").encode("utf-8", "surrogatepass"))
     return h.hexdigest()
-
-
-def table_path(run_dir: str | os.PathLike, table: str) -> Path:
-    return Path(run_dir) / TABLE_PATHS.get(table, table)
 
 
 def part_name(index: int) -> str:

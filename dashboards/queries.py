@@ -13,18 +13,10 @@ from typing import Optional
 import duckdb
 import pandas as pd
 
-# view name -> path inside the run folder (a folder of part-*.parquet, or one file)
-VIEWS = {
-    "pairs": "pairs", "shards": "shards", "clip": "signals/clip", "embeddings": "signals/embeddings",
-    "phash": "signals/phash", "dedup": "signals/dedup", "lang": "signals/lang", "groups": "signals/groups",
-    "perceived": "signals/perceived", "decisions": "decisions.parquet", "corpus": "corpus",
-}
-CREATED_BY = {
-    "pairs": "fairsift crawl / fairsift ingest", "shards": "fairsift download", "clip": "fairsift score",
-    "embeddings": "fairsift score", "phash": "fairsift dedup", "dedup": "fairsift dedup", "lang": "fairsift filter",
-    "groups": "fairsift audit", "perceived": "fairsift audit --perceived", "decisions": "fairsift filter",
-    "corpus": "fairsift export",
-}
+# the run folder's layout, as plain data copied from curate.layout (the dashboard never imports curate)
+_LAYOUT = json.loads((Path(__file__).resolve().parent / "run_layout.json").read_text(encoding="utf-8"))
+VIEWS: dict[str, str] = _LAYOUT["tables"]  # view name -> path inside the run folder (part folder or one file)
+CREATED_BY: dict[str, str] = _LAYOUT["created_by"]
 AUDIT_CREATED_BY = "fairsift audit"
 PROBE_CREATED_BY = "fairsift probe --out RUN/probes ..."
 NON_ATTRIBUTE_COLUMNS = {"uid", "language_prob", "country_source", "caption_country", "url_cctld_country",

@@ -59,7 +59,7 @@ def crawl(
     allow_private_network: bool = typer.Option(False, "--allow-private-network", help="allow 127.0.0.1 and LAN hosts"),
 ):
     """Extract (image URL, alt text) pairs from pages into RUN/pairs/."""
-    from curate.crawl import crawl as crawl_stage
+    from curate.sources.crawl import crawl as crawl_stage
     from curate.options import CrawlOptions
 
     opts = CrawlOptions(sources=list(sources), max_depth=max_depth, max_pages=max_pages,
@@ -75,7 +75,7 @@ def ingest(
     caption_col: Optional[str] = typer.Option("caption", "--caption-col"),
 ):
     """Take an existing URL list into RUN/pairs/."""
-    from curate.ingest import ingest as ingest_stage
+    from curate.sources.ingest import ingest as ingest_stage
     from curate.options import IngestOptions
 
     if not list_path.exists():
@@ -97,7 +97,7 @@ def download(
     """Download and resize every pair's image (img2dataset) into RUN/shards/."""
     from pydantic import ValidationError
 
-    from curate.download import download as download_stage
+    from curate.download.stage import download as download_stage
     from curate.options import DownloadOptions
 
     try:
@@ -116,7 +116,7 @@ def dedup(
     semantic_threshold: float = typer.Option(0.95, "--semantic-threshold", help="cosine of CLIP image embeddings"),
 ):
     """Find exact, near, semantic and eval-set duplicates: RUN/signals/phash/ and RUN/signals/dedup/."""
-    from curate.dedup import dedup as dedup_stage
+    from curate.dedup.stage import dedup as dedup_stage
     from curate.options import DedupOptions
 
     if eval_set is not None and not eval_set.is_dir():
@@ -138,7 +138,7 @@ def score(
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
     from curate.options import ScoreOptions
-    from curate.score import default_pretrained, score as score_stage
+    from curate.score.stage import default_pretrained, score as score_stage
 
     if checkpoint is not None and not checkpoint.is_file():
         _fail(f"--checkpoint file not found: {checkpoint}")
@@ -154,7 +154,7 @@ def filter_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `steps:` (or a run config with a `filter:` section)"),
 ):
     """Decide per uid which filter steps it passes: RUN/decisions.parquet."""
-    from curate.filters import default_filter_config, filter_run, load_filter_config
+    from curate.filter.stage import default_filter_config, filter_run, load_filter_config
 
     try:
         cfg = load_filter_config(config) if config else default_filter_config()
@@ -169,7 +169,7 @@ def export(
     webdataset: bool = typer.Option(False, "--webdataset", help="also write webdataset .tar shards"),
 ):
     """Write the kept rows as the training corpus: RUN/corpus/."""
-    from curate.export import export as export_stage
+    from curate.export.stage import export as export_stage
     from curate.options import ExportOptions
 
     _run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset))
@@ -255,7 +255,7 @@ def probe(
 ):
     """Zero-shot model probes per group (FairFace accuracy, harmful labels, geography, embedding association)."""
     from audit.probes import ProbeOptions, run_probes
-    from curate.score import default_pretrained
+    from curate.score.stage import default_pretrained
 
     opts = ProbeOptions(model=model, pretrained=pretrained if pretrained is not None else default_pretrained(model, checkpoint),
                         checkpoint=str(checkpoint) if checkpoint else None, datasets=list(dataset), device=device,

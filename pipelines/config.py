@@ -46,7 +46,7 @@ class RunConfig(BaseModel):
     download: DownloadOptions = Field(default_factory=DownloadOptions)
     dedup: DedupOptions = Field(default_factory=DedupOptions)
     score: ScoreOptions = Field(default_factory=ScoreOptions)
-    filter: Optional[dict[str, Any]] = None  # validated by curate.filters.FilterConfig
+    filter: Optional[dict[str, Any]] = None  # validated by curate.filter.stage.FilterConfig
     export: ExportOptions = Field(default_factory=ExportOptions)
     audit: AuditSection = Field(default_factory=AuditSection)
     probe: Optional[ProbeSection] = None
@@ -104,7 +104,7 @@ def load_config(path: str | Path) -> RunConfig:
     if config.crawl is None and config.ingest is None:
         raise ConfigError(f"config {path}: needs a `crawl` section (sources) or an `ingest` section (path)")
     if config.filter is not None:
-        from curate.filters import FilterConfig
+        from curate.filter.stage import FilterConfig
 
         try:
             validated = FilterConfig.model_validate(config.filter)

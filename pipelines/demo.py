@@ -21,8 +21,8 @@ TEST_MODEL = "tiny-test"
 
 def choose_model(model: Optional[str], pretrained: Optional[str], checkpoint: Optional[str]) -> tuple[dict, Optional[str]]:
     """The score options to use, and a fallback notice when the test model stands in for real weights."""
-    from curate.clip_model import WeightsUnavailableError, load_clip
-    from curate.score import default_pretrained
+    from curate.score.clip_model import WeightsUnavailableError, load_clip
+    from curate.score.stage import default_pretrained
 
     if model is not None:
         return {"model": model, "pretrained": pretrained if pretrained is not None else default_pretrained(model, checkpoint),
@@ -46,7 +46,7 @@ def _banner(notice: str) -> None:
 
 def run_demo(run_dir: Path, model: Optional[str] = None, pretrained: Optional[str] = None,
              checkpoint: Optional[str] = None) -> Path:
-    from curate.loopback import LoopbackServer
+    from curate.net.loopback import LoopbackServer
     from pipelines.demo_site import build_site
     from pipelines.runner import run_pipeline
 

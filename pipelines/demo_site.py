@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from curate.html_pairs import is_placeholder_caption
+from curate.sources.html_pairs import is_placeholder_caption
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 INJECTION_CAPTION = "<img src=x onerror=alert(1)><script>alert(2)</script>"

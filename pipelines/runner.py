@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from curate.layout import STAGE_OUTPUTS
 from pipelines import manifest
 from pipelines.config import RunConfig
 from pipelines.summary import console, funnel_table, print_stage_summary
@@ -29,17 +30,6 @@ def _fingerprint(options: Any, upstream: list[str], run_dir: Path) -> str:
         "upstream": {name: stages.get(name, {}).get("finished_at") for name in upstream},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# what each stage writes; a stage is only skipped while these files are all still there, unchanged in size.
-# signals/dedup belongs to the second dedup pass and signals/groups to the groups stage, so that no two stages
-# claim one file and undo each other's skip
-STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "crawl": ("pairs",), "ingest": ("pairs",), "download": ("shards",), "dedup": ("signals/phash",),
-    "score": ("signals/clip", "signals/embeddings"), "dedup_semantic": ("signals/dedup",), "groups": ("signals/groups",),
-    "filter": ("decisions.parquet",), "export": ("corpus", "corpus_webdataset"), "audit": ("audit",), "probe": ("probes",),
-    "report": ("report",),
-}
 
 
 def _outputs(run_dir: Path, stage: str) -> dict[str, int]:
@@ -81,8 +71,12 @@ def _run(run_dir: Path, stage: str, fn: Callable[[], dict], options: Any, upstre
 
 def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None = None) -> Path:
     """Run the configured stages into run_dir; returns run_dir."""
-    from curate import crawl as crawl_mod, dedup as dedup_mod, download as download_mod, export as export_mod
-    from curate import filters, score as score_mod
+    from curate.dedup import stage as dedup_mod
+    from curate.download import stage as download_mod
+    from curate.export import stage as export_mod
+    from curate.filter import stage as filters
+    from curate.score import stage as score_mod
+    from curate.sources import crawl as crawl_mod
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +86,7 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None =
         source = "crawl"
         _run(run_dir, "crawl", lambda: crawl_mod.crawl(run_dir, cfg.crawl), cfg.crawl, [])
     else:
-        from curate import ingest as ingest_mod
+        from curate.sources import ingest as ingest_mod
 
         source = "ingest"
         _run(run_dir, "ingest", lambda: ingest_mod.ingest(run_dir, cfg.ingest), cfg.ingest, [])
@@ -123,7 +117,7 @@ def run_pipeline(cfg: RunConfig, run_dir: Path, *, extra_manifest: dict | None =
     if cfg.probe is not None and cfg.probe.datasets:
         from audit.probes import ProbeOptions, run_probes
 
-        from curate.score import default_pretrained
+        from curate.score.stage import default_pretrained
 
         probe_opts = ProbeOptions(model=cfg.score.model,
                                   pretrained=cfg.score.pretrained if cfg.score.pretrained is not None
@@ -146,7 +140,7 @@ def _needs_groups(filter_cfg: Any) -> bool:
 
 
 def print_funnel(run_dir: Path) -> None:
-    from curate.funnel import funnel_rows
+    from curate.filter.funnel import funnel_rows
 
     rows = funnel_rows(run_dir)
     if rows:

@@ -14,14 +14,13 @@ import datetime as dt
 import decimal
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, TextIO
 
 import duckdb
 import pyarrow as pa
 
-from curate import tables
+from curate.layout import view_files
 
 
 class SqlError(Exception):
@@ -44,15 +43,7 @@ def _create_view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -
 
 def view_names(run_dir: str | Path) -> dict[str, list[Path]]:
     """view name -> the Parquet files behind it, for every table the run folder has."""
-    run_dir = Path(run_dir)
-    views: dict[str, list[Path]] = {}
-    for table in tables.TABLE_PATHS:
-        parts = tables.list_parts(run_dir, table)
-        if parts:
-            views[table] = parts
-    for path in sorted((run_dir / "audit").glob("*.parquet")):
-        views["audit_" + re.sub(r"\W", "_", path.stem)] = [path]
-    return views
+    return view_files(run_dir)
 
 
 def open_run(run_dir: str | Path) -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from curate.funnel import funnel_rows  # noqa: E402
+from curate.filter.funnel import funnel_rows  # noqa: E402
 from reports import figures, findings  # noqa: E402
 from reports.worldmap import world_map  # noqa: E402
 
@@ -56,7 +56,7 @@ class _Figures:
 
 def _filter_step_options(manifest: dict) -> dict[str, dict]:
     """Each filter step's options (e.g. the CLIP fraction), from the run's config or the default filter."""
-    from curate.filters import default_filter_config
+    from curate.filter.stage import default_filter_config
 
     config = (manifest.get("config") or {}).get("filter") or default_filter_config().model_dump(mode="json")
     return {s.get("name"): s for s in config.get("steps", []) if isinstance(s, dict)}

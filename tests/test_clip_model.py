@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from curate.clip_model import (
+from curate.score.clip_model import (
     TEST_MODEL,
     WeightsUnavailableError,
     encode_images,
@@ -26,7 +26,7 @@ from curate.clip_model import (
     load_clip,
     model_info,
 )
-from curate.score import default_pretrained
+from curate.score.stage import default_pretrained
 from tests.tiny_clip import sample_pairs, tiny_clip_checkpoint  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_checkpoint_loads_with_file_checksum_and_matches_open_clip(tiny_clip_che
 
 def test_missing_weights_fail_fast_with_checkpoint_instructions(tmp_path):
     code = """
-        from curate.clip_model import WeightsUnavailableError, load_clip
+        from curate.score.clip_model import WeightsUnavailableError, load_clip
         try:
             load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu")
         except WeightsUnavailableError as exc:
@@ -114,13 +114,13 @@ def test_cached_hub_weights_load_without_network(tmp_path, tiny_clip_checkpoint)
     snapshot.mkdir(parents=True)
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(commit)
-    model_cfg = json.loads((ROOT / "curate" / "model_configs" / "tiny-test.json").read_text())
+    model_cfg = json.loads((ROOT / "curate" / "score" / "model_configs" / "tiny-test.json").read_text())
     (snapshot / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
     shutil.copyfile(tiny_clip_checkpoint, snapshot / "open_clip_model.safetensors")
 
     code = f"""
         import json
-        from curate.clip_model import encode_texts, load_clip, model_info
+        from curate.score.clip_model import encode_texts, load_clip, model_info
         loaded = load_clip("hf-hub:{repo}", device="cpu")
         print(json.dumps({{"info": model_info(loaded), "emb": encode_texts(loaded, ["a dog"]).tolist()}}))
     """

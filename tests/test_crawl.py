@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from curate.crawl import crawl
-from curate.html_pairs import decode_html, is_placeholder_caption
-from curate.loopback import LoopbackServer
+from curate.sources.crawl import crawl
+from curate.sources.html_pairs import decode_html, is_placeholder_caption
+from curate.net.loopback import LoopbackServer
 from curate.options import CrawlOptions
 from curate.tables import compute_uid, list_parts, read_table
 from pipelines.cli import app

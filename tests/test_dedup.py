@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from curate import schemas, tables
-from curate.dedup import dedup
-from curate.hamming_index import hamming_distance
+from curate.dedup.stage import dedup
+from curate.dedup.hamming_index import hamming_distance
 from curate.options import DedupOptions
-from curate.phash import compute_phashes, phash_of_bytes
+from curate.dedup.phash import compute_phashes, phash_of_bytes
 
 SAMPLE_IMAGES = sorted((Path(__file__).resolve().parents[1] / "pipelines" / "sample" / "images").glob("*.jpg"))
 # sample images used for plants; the near-duplicate ones are those whose copies hash 2 bits away (not 0), so the

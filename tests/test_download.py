@@ -23,17 +23,17 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from curate import tables  # noqa: E402
-from curate.download import (  # noqa: E402
+from curate.download.stage import (  # noqa: E402
     LOST_MESSAGE,
     ROW_COL,
     assemble_shards,
     download,
     read_img2dataset_output,
 )
-from curate.download_guard import UrlGuard, invalid_url_reason  # noqa: E402
-from curate.loopback import LoopbackServer  # noqa: E402
+from curate.net.url_guard import UrlGuard, invalid_url_reason  # noqa: E402
+from curate.net.loopback import LoopbackServer  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
-from curate.redirect_guard import CONNECT_REFUSED, ENV_VAR, REDIRECT_REFUSED  # noqa: E402
+from curate.net.redirect_guard import CONNECT_REFUSED, ENV_VAR, REDIRECT_REFUSED  # noqa: E402
 from curate.schemas import SHARDS  # noqa: E402
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "pipelines" / "sample" / "images"
@@ -266,7 +266,7 @@ def test_rows_img2dataset_loses_come_back_as_failures(tmp_path):
 
 
 def test_small_parts_share_an_img2dataset_call(tmp_path, monkeypatch):
-    import curate.download as stage
+    import curate.download.stage as stage
 
     monkeypatch.setattr(stage, "BATCH_ROWS", 5)
     for index, n in enumerate([3, 2, 4, 7, 1]):

@@ -12,8 +12,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from curate import tables
-from curate.export import CORPUS, export
-from curate.filters import FilterConfig, default_filter_config, filter_run
+from curate.export.stage import CORPUS, export
+from curate.filter.stage import FilterConfig, default_filter_config, filter_run
 from curate.options import ExportOptions
 from pipelines.cli import app
 from tests.run_builder import planted_rows, write_run

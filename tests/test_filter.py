@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from curate import tables
-from curate.filters import FilterConfig, default_filter_config, filter_run, load_filter_config
+from curate.filter.stage import FilterConfig, default_filter_config, filter_run, load_filter_config
 from pipelines.cli import app
 from tests.run_builder import planted_rows, write_run
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from curate import tables
-from curate.filters import FilterConfig, filter_run
-from curate.group_parity import parity_top_k, plain_top_k
+from curate.filter.stage import FilterConfig, filter_run
+from curate.filter.parity import parity_top_k, plain_top_k
 from tests.run_builder import Row, write_run
 
 ATTRIBUTE = "gender_terms"

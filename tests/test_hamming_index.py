@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from curate.hamming_index import (
+from curate.dedup.hamming_index import (
     hamming_distance,
     near_duplicate_pairs,
     plan_blocks,

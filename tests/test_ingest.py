@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-import curate.ingest as ingest_module
-from curate.ingest import ingest
+import curate.sources.ingest as ingest_module
+from curate.sources.ingest import ingest
 from curate.options import IngestOptions
 from curate.schemas import PAIRS
 from curate.tables import compute_uid, list_parts, read_table

@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import pytest
 
-from curate.loopback import LoopbackServer
-from curate.netguard import PrivateNetworkError, ensure_public, host_of, is_private_host
-from curate.redirect_guard import CONNECT_REFUSED, ENV_VAR, GUARD_DIR, REDIRECT_REFUSED, guarded_environment
+from curate.net.loopback import LoopbackServer
+from curate.net.netguard import PrivateNetworkError, ensure_public, host_of, is_private_host
+from curate.net.redirect_guard import CONNECT_REFUSED, ENV_VAR, GUARD_DIR, REDIRECT_REFUSED, guarded_environment
 
 PRIVATE = [
     "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.5.4", "192.168.1.1",  # loopback, RFC 1918

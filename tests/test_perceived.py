@@ -17,7 +17,7 @@ from PIL import Image
 
 from audit.perceived import build_perceived_signals
 from audit.prompts import load_prompt_file
-from curate.clip_model import encode_images, encode_texts, load_clip
+from curate.score.clip_model import encode_images, encode_texts, load_clip
 from curate.schemas import SHARDS
 from curate.tables import MissingTableError, compute_uid, read_table, table_path, write_part
 

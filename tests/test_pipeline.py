@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from curate import tables
-from curate.loopback import LoopbackServer
+from curate.net.loopback import LoopbackServer
 from pipelines.demo_site import INJECTION_CAPTION, build_site
 from tests.conftest import fairsift_exe, offline_env
 

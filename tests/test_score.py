@@ -17,10 +17,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from curate import tables
-from curate.clip_model import TEST_MODEL
+from curate.score.clip_model import TEST_MODEL
 from curate.options import ScoreOptions
 from curate.schemas import SHARDS, STATUS_FAILED_DOWNLOAD
-from curate.score import score
+from curate.score.stage import score
 from tests.tiny_clip import sample_pairs, shards_table, tiny_clip_checkpoint, write_sample_shards  # noqa: F401
 
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from curate import schemas, tables
-from curate.export import export
-from curate.filters import default_filter_config, filter_run
+from curate.export.stage import export
+from curate.filter.stage import default_filter_config, filter_run
 from curate.options import ExportOptions
 from pipelines.cli import app
 from pipelines.sql import SqlError, format_result, open_run, run_query

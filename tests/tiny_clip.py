@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from curate.clip_model import TEST_MODEL, load_clip
+from curate.score.clip_model import TEST_MODEL, load_clip
 from curate.schemas import SHARDS, STATUS_SUCCESS
 from curate.tables import compute_uid, write_part
 
@@ -78,7 +78,7 @@ def _as_image(image: ImageLike) -> Image.Image:
 
 def _cache_key(pairs: Sequence[tuple[ImageLike, str]], steps: int, seed: int) -> str:
     digest = hashlib.sha256(f"{steps}|{seed}|{LEARNING_RATE}|{torch.__version__}".encode())
-    digest.update((Path(__file__).resolve().parents[1] / "curate" / "model_configs" / f"{TEST_MODEL}.json").read_bytes())
+    digest.update((Path(__file__).resolve().parents[1] / "curate" / "score" / "model_configs" / f"{TEST_MODEL}.json").read_bytes())
     digest.update(Path(__file__).read_bytes())  # a change to this recipe trains afresh
     for image, caption in pairs:
         digest.update(image if isinstance(image, (bytes, bytearray)) else image.tobytes())

@@ -22,7 +22,7 @@ from audit.probes.zero_shot import (
     softmax_probs,
     top_k,
 )
-from curate.clip_model import LoadedClip
+from curate.score.clip_model import LoadedClip
 
 LABEL_COLUMNS = ("file", "age", "gender", "race")
 TASKS = ("race", "gender", "age")

@@ -24,7 +24,7 @@ from audit.probes.zero_shot import (
     templated,
     top_k,
 )
-from curate.clip_model import LoadedClip
+from curate.score.clip_model import LoadedClip
 
 CSV_COLUMNS = ("file", "country")
 

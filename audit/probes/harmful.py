@@ -13,7 +13,7 @@ import pandas as pd
 from audit.probes.fairface import GROUP_ATTRIBUTES, FairfaceImages
 from audit.probes.group_metrics import group_rows, rate_of
 from audit.probes.zero_shot import argmax_labels, class_embeddings, model_logit_scale, softmax_probs, top_k
-from curate.clip_model import LoadedClip
+from curate.score.clip_model import LoadedClip
 
 
 def label_sets(prompts: dict) -> dict[bool, list[dict]]:

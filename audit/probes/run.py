@@ -28,7 +28,7 @@ from audit.probes.geography import country_probe
 from audit.probes.harmful import harmful_label_probe
 from audit.probes.options import DatasetSpec, ProbeOptions, parse_dataset
 from curate.versions import package_versions
-from curate.clip_model import encode_texts, load_clip, model_info
+from curate.score.clip_model import encode_texts, load_clip, model_info
 from curate.tables import atomic_write_parquet
 
 AUDIT_TABLES = {  # file stem -> analysis name

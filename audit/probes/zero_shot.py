@@ -1,6 +1,6 @@
 """Zero-shot classification with a CLIP model: image embeddings from files or bytes, class embeddings from prompts.
 
-Images and prompts go through curate.clip_model (the project's one CLIP loader), so probes and the score stage use
+Images and prompts go through curate.score.clip_model (the project's one CLIP loader), so probes and the score stage use
 the same preprocessing and normalisation.
 """
 
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from curate.clip_model import LoadedClip, encode_images, encode_texts
+from curate.score.clip_model import LoadedClip, encode_images, encode_texts
 
 STATUS_OK = "success"
 STATUS_UNREADABLE = "failed_to_read_image"

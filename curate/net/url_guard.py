@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
-from curate.netguard import is_private_host
+from curate.net.netguard import is_private_host
 from curate.schemas import STATUS_INVALID_URL, STATUS_PRIVATE_NETWORK
 
 ALLOWED_SCHEMES = ("http", "https")

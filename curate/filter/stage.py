@@ -25,8 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from curate import tables
-from curate.filter_context import FilterContext
-from curate.filter_steps import (
+from curate.filter.context import FilterContext
+from curate.filter.steps import (
     STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
     ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,41 +18,12 @@ from typing import ClassVar, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from curate.filter_context import FilterContext
+from curate.filter.context import FilterContext
+from curate.filter.step_base import FilterStep, StepResult, step_result, fmt, nullable
+from curate.filter.top_fraction import top_fraction_step
 from curate.schemas import DUP_KINDS
 
 SizeSource = Literal["original", "resized"]
-
-
-def fmt(x: float) -> str:
-    """Numbers in reasons: short, but enough digits to tell a score from its threshold."""
-    return f"{x:.4g}"
-
-
-@dataclass
-class StepResult:
-    passed: np.ndarray  # bool per row
-    reasons: list[Optional[str]]  # None where the row passes
-    helpers: dict[str, list] = field(default_factory=dict)  # extra decisions columns (values, not verdicts)
-    thresholds: dict[str, object] = field(default_factory=dict)  # recorded in the stage's counts
-    report: dict[str, object] = field(default_factory=dict)  # step-specific counts (e.g. group parity's cost)
-
-
-def _result(passed: np.ndarray, reason_of) -> StepResult:
-    """reason_of(i) is only called for failing rows, so building messages costs nothing for the rows that pass."""
-    passed = np.asarray(passed, dtype=bool)
-    reasons = [None if ok else reason_of(i) for i, ok in enumerate(passed)]
-    return StepResult(passed=passed, reasons=reasons)
-
-
-class FilterStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    # tables this step reads; checked before any work so a missing one fails fast with the command that makes it
-    needs: ClassVar[tuple[str, ...]] = ()
-
-    def evaluate(self, ctx: FilterContext) -> StepResult:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class DedupStep(FilterStep):
@@ -88,7 +58,7 @@ class DedupStep(FilterStep):
             shown = other[:8] + "…" if re.fullmatch(r"[0-9a-f]{32}", other) else other
             return f"dup_of {shown} ({dup_kind[i] if isinstance(dup_kind[i], str) else 'unknown kind'})"
 
-        result = _result(~is_flagged, reason)
+        result = step_result(~is_flagged, reason)
         result.helpers = {"dup_of": [d if isinstance(d, str) else None for d in dup_of],
                           "dup_kind": [k if isinstance(k, str) else None for k in dup_kind]}
         return result
@@ -107,7 +77,7 @@ class ClipThresholdStep(FilterStep):
             s = scores[i]
             return "no clip_score" if math.isnan(s) else f"clip_score {fmt(s)} < {fmt(self.min_score)}"
 
-        result = _result(passed, reason)
+        result = step_result(passed, reason)
         result.helpers = {"clip_score": nullable(scores)}
         result.thresholds = {self.name: self.min_score}
         return result
@@ -128,8 +98,6 @@ class ClipTopFractionStep(FilterStep):
     needs: ClassVar[tuple[str, ...]] = ("clip",)
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
-        from curate.group_parity import top_fraction_step  # group_parity builds on this module's StepResult
-
         return top_fraction_step(self, ctx)
 
 
@@ -160,7 +128,7 @@ class LanguageStep(FilterStep):
                 return f"language {language[i]} ({prob[i]:.2f}) not in {shown}"
             return f"language {language[i]} ({prob[i]:.2f}) < min_confidence {fmt(self.min_confidence)}"
 
-        result = _result(passed, reason)
+        result = step_result(passed, reason)
         result.helpers = {"language": list(language), "language_prob": [float(p) for p in prob]}
         return result
 
@@ -181,7 +149,7 @@ class CaptionWordsStep(FilterStep):
                 return f"{words[i]} words < min_words {self.min_words}"
             return f"{words[i]} words > max_words {self.max_words}"
 
-        result = _result(passed, reason)
+        result = step_result(passed, reason)
         result.helpers = {"caption_words": words.tolist()}
         return result
 
@@ -203,7 +171,7 @@ class ImageSizeStep(FilterStep):
                 return f"no {self.use} image size"
             return f"min side {int(side[i])} <= {self.min_side} ({self.use} {int(width[i])}x{int(height[i])})"
 
-        result = _result(passed, reason)
+        result = step_result(passed, reason)
         result.helpers = {"min_side": nullable(side)}
         return result
 
@@ -226,7 +194,7 @@ class AspectRatioStep(FilterStep):
             return (f"aspect ratio {fmt(ratio[i])} >= {fmt(self.max_ratio)} "
                     f"({self.use} {int(width[i])}x{int(height[i])})")
 
-        result = _result(passed, reason)
+        result = step_result(passed, reason)
         result.helpers = {"aspect_ratio": nullable(np.where(np.isinf(ratio), np.nan, ratio))}
         return result
 
@@ -234,7 +202,7 @@ class AspectRatioStep(FilterStep):
 @lru_cache(maxsize=8)
 def nsfw_pattern(words_file: Optional[str]) -> re.Pattern:
     if words_file is None:
-        text = resources.files("curate.data").joinpath("nsfw_words.txt").read_text(encoding="utf-8")
+        text = resources.files("curate.filter.data").joinpath("nsfw_words.txt").read_text(encoding="utf-8")
     else:
         path = Path(words_file)
         if not path.is_file():
@@ -256,7 +224,7 @@ class NsfwCaptionStep(FilterStep):
         pattern = nsfw_pattern(self.words_file)
         matches = [pattern.search(c) for c in ctx.captions]
         passed = np.array([m is None for m in matches], dtype=bool)
-        return _result(passed, lambda i: f"caption contains NSFW term '{matches[i].group(0).lower()}'")
+        return step_result(passed, lambda i: f"caption contains NSFW term '{matches[i].group(0).lower()}'")
 
 
 class BasicStep(FilterStep):
@@ -293,7 +261,7 @@ class BasicStep(FilterStep):
         def reason(i: int) -> str:
             return "; ".join(labelled(name, r.reasons[i]) for name, r in results if not r.passed[i])
 
-        combined = _result(passed, reason)
+        combined = step_result(passed, reason)
         for name, r in results:
             combined.helpers.update(r.helpers)
             combined.helpers[f"basic_{name}"] = r.passed.tolist()
@@ -305,7 +273,3 @@ STEP_TYPES: tuple[type[FilterStep], ...] = (
     AspectRatioStep, NsfwCaptionStep, BasicStep,
 )
 STEP_NAMES: tuple[str, ...] = tuple(t.model_fields["name"].default for t in STEP_TYPES)
-
-
-def nullable(values: np.ndarray) -> list[Optional[float]]:
-    return [None if math.isnan(v) else float(v) for v in values]

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from curate.html_pairs import Page, Pair, extract_page, pairs_from_candidates
-from curate.http_crawl import CrawlLimits, crawl_site
+from curate.sources.html_pairs import Page, Pair, extract_page, pairs_from_candidates
+from curate.sources.http_crawl import CrawlLimits, crawl_site
 from curate.options import CrawlOptions
-from curate.pair_rows import PartWriter, remove_parts
+from curate.sources.pair_rows import PartWriter, remove_parts
 from curate.tables import compute_uid
-from curate.warc_pairs import WARC_SUFFIXES, is_warc_path, iter_warc_pages
+from curate.sources.warc_pairs import WARC_SUFFIXES, is_warc_path, iter_warc_pages
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
-from curate.html_pairs import ImageCandidate, Page
+from curate.sources.html_pairs import ImageCandidate, Page
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".wat", ".wat.gz")
 HTML_TYPES = ("text/html", "application/xhtml+xml")

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from curate.options import IngestOptions
-from curate.pair_rows import PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts
+from curate.sources.pair_rows import PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts
 from curate.schemas import PAIRS
 from curate.tables import compute_uid
 

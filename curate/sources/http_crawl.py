@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urldefrag, urlsplit
 
-from curate.html_pairs import Page
-from curate.netguard import PrivateNetworkError, ensure_public
+from curate.sources.html_pairs import Page
+from curate.net.netguard import PrivateNetworkError, ensure_public
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from curate import schemas, tables
-from curate.clip_model import (
+from curate.score.clip_model import (
     HF_HUB_PREFIX,
     TEST_MODEL,
     LoadedClip,

@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from curate.pair_rows import clean_url, clip_caption, is_http_url, normalise_whitespace
+from curate.sources.pair_rows import clean_url, clip_caption, is_http_url, normalise_whitespace
 
 # alt texts that name the kind of thing, not what it shows; matched whole, case-insensitively, optionally numbered
 PLACEHOLDER_WORDS = (

@@ -3,7 +3,7 @@
 With FAIRSIFT_REFUSE_PRIVATE_REDIRECTS=1 (set only for img2dataset's worker processes, see __init__.py) it installs:
 
 - a urllib opener whose redirect handler refuses a redirect to a host that resolves to a private, loopback or
-  link-local address (curate.netguard's rule), raising HTTPError "redirect to a private-network address refused: URL";
+  link-local address (curate.net.netguard's rule), raising HTTPError "redirect to a private-network address refused: URL";
 - an audit hook on "socket.connect" that refuses a TCP connection to such an address. It sees the very address the
   socket is about to connect to, after DNS, so a host that resolved to a public address when the download stage
   checked it and to a private one now (DNS rebinding) is refused before a byte is sent. Connections to a configured
@@ -26,8 +26,8 @@ def _install_guard() -> None:
     import urllib.error
     import urllib.request
 
-    from curate.netguard import host_of, is_private_address, is_private_host, parse_ip, resolve
-    from curate.redirect_guard import CONNECT_REFUSED, REDIRECT_REFUSED
+    from curate.net.netguard import host_of, is_private_address, is_private_host, parse_ip, resolve
+    from curate.net.redirect_guard import CONNECT_REFUSED, REDIRECT_REFUSED
 
     class RefusePrivateRedirects(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -83,7 +83,7 @@ try:
 except Exception as exc:  # noqa: BLE001 - site.py would only have warned as well
     sys.stderr.write(f"fairsift: error in the sitecustomize shadowed by {__file__}: {exc!r}\n")
 
-if os.environ.get("FAIRSIFT_REFUSE_PRIVATE_REDIRECTS") == "1":  # curate.redirect_guard.ENV_VAR
+if os.environ.get("FAIRSIFT_REFUSE_PRIVATE_REDIRECTS") == "1":  # curate.net.redirect_guard.ENV_VAR
     try:
         _install_guard()
         GUARD_INSTALLED = True

@@ -32,12 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import tables
-from curate.dup_clusters import cluster, star_links
-from curate.hamming_index import hamming_distance, near_duplicate_pairs, query
+from curate.dedup.clusters import cluster, star_links
+from curate.dedup.hamming_index import hamming_distance, near_duplicate_pairs, query
 from curate.options import DedupOptions
-from curate.phash import compute_phashes, hash_folder, read_phashes, worker_pool
+from curate.dedup.phash import compute_phashes, hash_folder, read_phashes, worker_pool
 from curate.schemas import DEDUP, DUP_KINDS, STATUS_SUCCESS, conform, is_test_model_id
-from curate.semantic_dedup import embeddings_matrix, semantic_pairs
+from curate.dedup.semantic import embeddings_matrix, semantic_pairs
 
 SHARDS_COLUMNS = ("uid", "url", "status", "sha256")
 

@@ -11,7 +11,7 @@ its output back into one shards part per pairs part, every pairs row present exa
 - a row img2dataset lost (its shard crashed) comes back as "failed_to_download" with a message saying so.
 
 Redirects: img2dataset follows them itself, in the processes it spawns, where the URL check above cannot reach. Unless
-private networks are allowed, img2dataset runs in curate.redirect_guard's environment: its workers then refuse a
+private networks are allowed, img2dataset runs in curate.net.redirect_guard's environment: its workers then refuse a
 redirect to a private address, and any connection to one (DNS rebinding), with a message holding REFUSAL_MARKER.
 
 `sha256` is img2dataset's hash of the original bytes as served (the exact-duplicate key, independent of the
@@ -44,9 +44,9 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from curate import tables  # noqa: E402
-from curate.download_guard import UrlGuard  # noqa: E402
+from curate.net.url_guard import UrlGuard  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
-from curate.redirect_guard import REFUSAL_MARKER, guarded_environment  # noqa: E402
+from curate.net.redirect_guard import REFUSAL_MARKER, guarded_environment  # noqa: E402
 from curate.schemas import (  # noqa: E402
     SHARDS,
     STATUS_FAILED_DOWNLOAD,

@@ -1,0 +1,1 @@
+"""The download stage: pairs parts -> shards parts (images fetched, resized and hashed)."""

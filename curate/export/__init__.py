@@ -1,0 +1,1 @@
+"""The export stage: kept rows -> corpus/ (Parquet, optionally webdataset tars)."""

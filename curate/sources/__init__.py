@@ -1,0 +1,1 @@
+"""Where pairs come from: crawled HTML, WARC/WAT archives, same-host http crawls and URL lists -> RUN/pairs/."""
