@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate import parts
 from curate.layout import CREATED_BY, TABLE_PATHS, table_path  # noqa: F401  (re-exported: tables' users)
 
 
@@ -60,18 +60,10 @@ def table_exists(run_dir: str | os.PathLike, table: str) -> bool:
     return bool(list_parts(run_dir, table))
 
 
-def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, **kwargs) -> Path:
-    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        pq.write_table(table, tmp, compression=kwargs.pop("compression", "zstd"), **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+def atomic_write_parquet(table: pa.Table, path: str | os.PathLike, lineage: dict | None = None, **kwargs) -> Path:
+    """Write to a hidden temporary file in the same folder, then rename: readers never see half a file. The footer
+    records the part's content digest and, when given, its lineage (curate.parts)."""
+    return parts.atomic_write(table, path, lineage, **kwargs)
 
 
 def write_part(run_dir: str | os.PathLike, table_name: str, part: str | int, table: pa.Table) -> Path:
