@@ -234,7 +234,7 @@ def plan_tasks(stage: str, run_dir: str | os.PathLike, items: Sequence[tuple[str
     for name, inputs, outputs in items:
         digests = {rel: part_digest(run_dir / rel) for rel in inputs}
         digests.update(extra_inputs or {})
-        task = PartTask(stage=stage, run_dir=str(run_dir), name=name, inputs=tuple(inputs), outputs=tuple(outputs),
+        task = PartTask(stage=stage, run_dir=str(run_dir.resolve()), name=name, inputs=tuple(inputs), outputs=tuple(outputs),
                         lineage=lineage(stage, digests, options), settings=dict(settings or {}))
         (current if task.is_current() else todo).append(task)
     return todo, current
