@@ -32,18 +32,36 @@ def _check_run_folder(run: Path) -> None:
         _fail(f"run folder {run} is a file, not a folder; pass a folder path to --run / RUN")
 
 
-def _run_stage(run: Path, stage: str, fn, *args, **kwargs) -> dict:
+# every stage command takes these two: where its parts run (pipelines/engines)
+ENGINE_OPTION = typer.Option("local", "--engine", help="where the parts run: local (this machine's cores) or ray")
+RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address",
+                                  help="Ray cluster to join (auto, or HEAD:6379); without it --engine ray starts a local Ray")
+
+
+def _engine(name: str, ray_address: Optional[str]):
+    from pipelines.engines import EngineError, make_engine
+
+    try:
+        return make_engine(name, address=ray_address)
+    except EngineError as exc:
+        _fail(str(exc))
+
+
+def _run_stage(run: Path, stage: str, fn, *args, engine: str = "local", ray_address: Optional[str] = None,
+               **kwargs) -> dict:
     from pipelines import manifest
+    from pipelines.runner import call_stage
 
     _check_run_folder(run)
     from curate.tables import MissingTableError
 
-    try:
-        with manifest.stage_timer(run, stage) as counts:
-            result = fn(*args, **kwargs) or {}
-            counts.update(result)
-    except (MissingTableError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    with _engine(engine, ray_address) as runner_engine:
+        try:
+            with manifest.stage_timer(run, stage) as counts:
+                result = call_stage(fn, *args, engine=runner_engine, **kwargs) or {}
+                counts.update(result)
+        except (MissingTableError, FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
     from pipelines.summary import print_stage_summary
 
     print_stage_summary(stage, counts)
@@ -57,6 +75,8 @@ def crawl(
     max_depth: int = typer.Option(1, "--max-depth", help="links followed from an http start URL (same host)"),
     max_pages: int = typer.Option(100, "--max-pages", help="pages fetched per http start URL"),
     allow_private_network: bool = typer.Option(False, "--allow-private-network", help="allow 127.0.0.1 and LAN hosts"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Extract (image URL, alt text) pairs from pages into RUN/pairs/."""
     from curate.sources.crawl import crawl as crawl_stage
@@ -64,7 +84,7 @@ def crawl(
 
     opts = CrawlOptions(sources=list(sources), max_depth=max_depth, max_pages=max_pages,
                         allow_private_network=allow_private_network)
-    _run_stage(run, "crawl", crawl_stage, run, opts)
+    _run_stage(run, "crawl", crawl_stage, run, opts, engine=engine, ray_address=ray_address)
 
 
 @app.command()
@@ -73,6 +93,8 @@ def ingest(
     run: Path = typer.Option(..., "--run", help="run folder"),
     url_col: str = typer.Option("url", "--url-col"),
     caption_col: Optional[str] = typer.Option("caption", "--caption-col"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Take an existing URL list into RUN/pairs/."""
     from curate.sources.ingest import ingest as ingest_stage
@@ -81,7 +103,7 @@ def ingest(
     if not list_path.exists():
         _fail(f"URL list not found: {list_path}")
     opts = IngestOptions(path=str(list_path), url_col=url_col, caption_col=caption_col)
-    _run_stage(run, "ingest", ingest_stage, run, opts)
+    _run_stage(run, "ingest", ingest_stage, run, opts, engine=engine, ray_address=ray_address)
 
 
 @app.command()
@@ -93,6 +115,8 @@ def download(
     threads: int = typer.Option(32, "--threads"),
     timeout: int = typer.Option(10, "--timeout", help="seconds per request"),
     allow_private_network: bool = typer.Option(False, "--allow-private-network", help="allow 127.0.0.1 and LAN hosts"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Download and resize every pair's image (img2dataset) into RUN/shards/."""
     from pydantic import ValidationError
@@ -105,7 +129,7 @@ def download(
                                timeout=timeout, allow_private_network=allow_private_network)
     except ValidationError as exc:
         _fail(str(exc))
-    _run_stage(run, "download", download_stage, run, opts)
+    _run_stage(run, "download", download_stage, run, opts, engine=engine, ray_address=ray_address)
 
 
 @app.command()
@@ -114,6 +138,8 @@ def dedup(
     eval_set: Optional[Path] = typer.Option(None, "--eval-set", help="folder of evaluation images to decontaminate against"),
     phash_distance: int = typer.Option(4, "--phash-distance", help="max Hamming distance of near duplicates"),
     semantic_threshold: float = typer.Option(0.95, "--semantic-threshold", help="cosine of CLIP image embeddings"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Find exact, near, semantic and eval-set duplicates: RUN/signals/phash/ and RUN/signals/dedup/."""
     from curate.dedup.stage import dedup as dedup_stage
@@ -123,7 +149,7 @@ def dedup(
         _fail(f"--eval-set folder not found: {eval_set}")
     opts = DedupOptions(phash_distance=phash_distance, semantic_threshold=semantic_threshold,
                         eval_set=str(eval_set) if eval_set else None)
-    _run_stage(run, "dedup", dedup_stage, run, opts)
+    _run_stage(run, "dedup", dedup_stage, run, opts, engine=engine, ray_address=ray_address)
 
 
 @app.command()
@@ -135,6 +161,8 @@ def score(
     device: str = typer.Option("auto", "--device", help="cpu | cuda | auto"),
     batch_size: int = typer.Option(256, "--batch-size"),
     workers: int = typer.Option(2, "--workers", help="DataLoader workers decoding images"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
     from curate.options import ScoreOptions
@@ -145,13 +173,15 @@ def score(
     opts = ScoreOptions(model=model, pretrained=pretrained if pretrained is not None else default_pretrained(model, checkpoint),
                         checkpoint=str(checkpoint) if checkpoint else None, device=device, batch_size=batch_size,
                         workers=workers)
-    _run_stage(run, "score", score_stage, run, opts)
+    _run_stage(run, "score", score_stage, run, opts, engine=engine, ray_address=ray_address)
 
 
 @app.command("filter")
 def filter_cmd(
     run: Path = typer.Argument(..., help="run folder"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `steps:` (or a run config with a `filter:` section)"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Decide per uid which filter steps it passes: RUN/decisions.parquet."""
     from curate.filter.stage import default_filter_config, filter_run, load_filter_config
@@ -160,25 +190,32 @@ def filter_cmd(
         cfg = load_filter_config(config) if config else default_filter_config()
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    _run_stage(run, "filter", filter_run, run, cfg)
+    _run_stage(run, "filter", filter_run, run, cfg, engine=engine, ray_address=ray_address)
 
 
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="run folder"),
     webdataset: bool = typer.Option(False, "--webdataset", help="also write webdataset .tar shards"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Write the kept rows as the training corpus: RUN/corpus/."""
     from curate.export.stage import export as export_stage
     from curate.options import ExportOptions
 
-    _run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset))
+    _run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset), engine=engine, ray_address=ray_address)
 
 
 @app.command("run")
 def run_cmd(
     config: Path = typer.Argument(..., help="run config YAML"),
     run: Optional[Path] = typer.Option(None, "--run", help="run folder (default: the config's run_dir, or runs/<name>)"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="where the parts run: local or ray (default: the config's engine section, else local)"),
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    from_stage: Optional[str] = typer.Option(None, "--from", help="redo this stage and every later one"),
+    force: List[str] = typer.Option([], "--force", help="redo this stage (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="say which stages would run or be skipped, and why; run nothing"),
 ):
     """Run every stage from one YAML file; a rerun skips finished stages and shards."""
     from pipelines.config import ConfigError, load_config
@@ -190,9 +227,14 @@ def run_cmd(
         _fail(str(exc))
     run_dir = run or Path(cfg.run_dir or Path("runs") / (cfg.name or config.stem))
     _check_run_folder(run_dir)
+    if engine is not None or ray_address is not None:
+        cfg.engine.name = engine or ("ray" if ray_address else cfg.engine.name)
+        cfg.engine.address = ray_address if ray_address is not None else cfg.engine.address
+    from pipelines.engines import EngineError
+
     try:
-        run_pipeline(cfg, run_dir)
-    except (FileNotFoundError, ValueError) as exc:
+        run_pipeline(cfg, run_dir, force=tuple(force), from_stage=from_stage, dry_run=dry_run)
+    except (FileNotFoundError, ValueError, EngineError) as exc:
         _fail(str(exc))
 
 
@@ -202,12 +244,15 @@ def demo(
     model: Optional[str] = typer.Option(None, "--model", help="open_clip model; default ViT-B-32 if its weights load, else tiny-test"),
     pretrained: Optional[str] = typer.Option(None, "--pretrained"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Serve the bundled sample on 127.0.0.1, then crawl, download, dedup, score, filter, export, audit and report it."""
     from pipelines.demo import run_demo
 
     _check_run_folder(run)
-    run_demo(run, model=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None)
+    run_demo(run, model=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None,
+             engine=engine, ray_address=ray_address)
 
 
 @app.command()
@@ -235,11 +280,13 @@ def audit(
     min_count: int = typer.Option(30, "--min-count", help="cells with fewer rows are flagged"),
     n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for CIs"),
     seed: int = typer.Option(0, "--seed"),
+    engine: str = ENGINE_OPTION,
+    ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
     """Group signals and audit tables: RUN/signals/groups/ and RUN/audit/*.parquet."""
     from audit.run import AuditOptions, run_audit
 
-    _run_stage(run, "audit", run_audit, run, AuditOptions(perceived=perceived, min_count=min_count, n_boot=n_boot, seed=seed))
+    _run_stage(run, "audit", run_audit, run, AuditOptions(perceived=perceived, min_count=min_count, n_boot=n_boot, seed=seed), engine=engine, ray_address=ray_address)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +36,14 @@ class ReportSection(BaseModel):
     enabled: bool = False
 
 
+class EngineSection(BaseModel):
+    """Where the stages run: `local` (this machine's cores) or `ray` (a Ray cluster; no address starts a local one)."""
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["local", "ray"] = "local"
+    address: Optional[str] = Field(None, description="Ray cluster address, e.g. auto or HEAD:6379 (ray only)")
+    workers: Optional[int] = Field(None, ge=1, description="parallel parts at most (default: every core)")
+
+
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     name: Optional[str] = None
@@ -51,6 +59,7 @@ class RunConfig(BaseModel):
     audit: AuditSection = Field(default_factory=AuditSection)
     probe: Optional[ProbeSection] = None
     report: ReportSection = Field(default_factory=ReportSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
 
     def model_post_init(self, __context: Any) -> None:
         # the top-level key lifts the private-network guard for every stage that fetches
