@@ -18,6 +18,7 @@ from audit.cooccurrence import EXTRA as COOCCURRENCE_EXTRA
 from audit.frame import empty_frame, write_audit_table
 from audit.impact import DEFAULT_SWEEP_FRACTIONS, filter_impact, threshold_sweep
 from audit.inputs import audit_frame, downloaded_mask, load_decisions, load_groups
+from curate.parts import MapParts, serial_map
 from curate.tables import read_table
 
 ANALYSES = ("composition", "geo_agreement", "cooccurrence", "filter_impact", "threshold_sweep")
@@ -50,11 +51,11 @@ class AuditOptions(BaseModel):
         return sorted(set(value))
 
 
-def build_signals(run_dir: str | os.PathLike, options: AuditOptions) -> dict:
+def build_signals(run_dir: str | os.PathLike, options: AuditOptions, map_parts: MapParts = serial_map) -> dict:
     """signals/groups always; signals/perceived when asked (imported here: it loads a CLIP model)."""
     from audit.signals import build_group_signals
 
-    counts = {"groups": build_group_signals(run_dir)}
+    counts = {"groups": build_group_signals(run_dir, map_parts=map_parts)}
     if options.perceived:
         from audit.perceived import build_perceived_signals
 
@@ -125,10 +126,11 @@ def write_audit_tables(run_dir: str | os.PathLike, options: AuditOptions) -> dic
     }
 
 
-def run_audit(run_dir: str | os.PathLike, options: AuditOptions | None = None) -> dict:
+def run_audit(run_dir: str | os.PathLike, options: AuditOptions | None = None, *,
+              map_parts: MapParts = serial_map) -> dict:
     """`fairsift audit RUN`: build the group signals (and perceived ones when asked), then every audit table."""
     options = options or AuditOptions()
-    signal_counts = build_signals(run_dir, options)
+    signal_counts = build_signals(run_dir, options, map_parts)
     counts = write_audit_tables(run_dir, options)
     counts["signals"] = {name: _summary(value) for name, value in signal_counts.items()}
     perceived = signal_counts.get("perceived")

@@ -17,13 +17,15 @@ from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from audit import geo, lexicons
 from curate import tables
+from curate.parts import MapParts, PartTask, plan_tasks, remove_stale_outputs, serial_map
 
 BATCH_ROWS = 50_000
 GROUPS_SCHEMA = pa.schema(
@@ -183,33 +185,71 @@ def _first_row_per_uid(pairs: pa.Table) -> pa.Table:
     return pairs if len(keep) == pairs.num_rows else pairs.take(keep)
 
 
-def build_group_signals(run_dir: str | Path) -> dict:
-    """Compute signals/groups/ for every pairs row; returns counts per value of the main columns."""
-    pairs = tables.read_table(run_dir, "pairs")
+def groups_part(task: PartTask) -> dict:
+    """pairs part (+ the filter's caption languages for it, when it ran first) -> signals/groups part."""
+    pairs = pq.read_table(task.input_paths[0])
     wanted = [c for c in ("uid", "url", "caption", "page_url") if c in pairs.column_names]
     missing = {"uid", "caption"} - set(wanted)
     if missing:
-        raise ValueError(f"pairs table in {tables.table_path(run_dir, 'pairs')} lacks columns {sorted(missing)}")
+        raise ValueError(f"{task.input_paths[0]}: pairs part lacks columns {sorted(missing)}")
     pairs = _first_row_per_uid(pairs.select(wanted))
-    known_languages = _filter_languages(run_dir)
-    parts = []
-    with tqdm(total=pairs.num_rows, desc="group signals", unit="pair", file=None, disable=None) as bar:
-        for start in range(0, pairs.num_rows, BATCH_ROWS):
-            batch = pairs.slice(start, BATCH_ROWS)
-            parts.append(group_signals(batch, known_languages))
-            bar.update(batch.num_rows)
-    groups = pa.concat_tables(parts) if parts else GROUPS_SCHEMA.empty_table()
-    tables.write_table(run_dir, "groups", groups)
-    return summarise(groups)
+    known = _known_languages(task.input_paths[1]) if len(task.inputs) > 1 else {}
+    batches = [group_signals(pairs.slice(start, BATCH_ROWS), known) for start in range(0, pairs.num_rows, BATCH_ROWS)]
+    task.write(pa.concat_tables(batches) if batches else GROUPS_SCHEMA.empty_table())
+    return {"rows": pairs.num_rows}
 
 
-def _filter_languages(run_dir: str | Path) -> dict[str, tuple[str | None, float]]:
-    """The filter's caption languages (signals/lang), when it ran first: uid -> (language, probability)."""
-    lang = tables.read_table(run_dir, "lang", required=False)
-    if lang is None or not {"uid", "language", "language_prob"} <= set(lang.column_names):
+def build_group_signals(run_dir: str | Path, *, map_parts: MapParts = serial_map) -> dict:
+    """Compute signals/groups/ for every pairs row, one groups part per pairs part; returns counts per value of the
+    main columns (over the whole table, so a rerun that recomputes nothing reports the same)."""
+    run_dir = Path(run_dir)
+    pair_parts = tables.list_parts(run_dir, "pairs")
+    if not pair_parts:
+        raise tables.MissingTableError(run_dir, "pairs")
+    lang_dir = tables.table_path(run_dir, "lang")
+    items = []
+    for path in pair_parts:
+        inputs = [f"pairs/{path.name}"]
+        if (lang_dir / path.name).is_file():
+            inputs.append(str((lang_dir / path.name).relative_to(run_dir)))
+        items.append((path.name, inputs, [f"{tables.TABLE_PATHS['groups']}/{path.name}"]))
+    todo, _ = plan_tasks("groups", run_dir, items, {"schema": GROUPS_SCHEMA.names})
+    map_parts(groups_part, todo, desc="group signals")
+    remove_stale_outputs(tables.table_path(run_dir, "groups"), [p.name for p in pair_parts])
+    counts = summarise_run(run_dir)
+    counts["parts_computed"] = len(todo)
+    return counts
+
+
+def _known_languages(path: Path) -> dict[str, tuple[str | None, float]]:
+    """The filter's caption languages of one part: uid -> (language, probability)."""
+    lang = pq.read_table(path)
+    if not {"uid", "language", "language_prob"} <= set(lang.column_names):
         return {}
     return {u: (l, p) for u, l, p in zip(lang.column("uid").to_pylist(), lang.column("language").to_pylist(),
                                          lang.column("language_prob").to_pylist())}
+
+
+def summarise_run(run_dir: Path) -> dict:
+    """summarise() over every groups part, by DuckDB group-bys rather than one table in memory."""
+    files = [str(p) for p in tables.list_parts(run_dir, "groups")]
+    out: dict = {}
+    with duckdb.connect() as con:
+        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        con.execute(f"CREATE VIEW g AS SELECT * FROM read_parquet({listed}, union_by_name = true)")
+        out["rows"] = int(con.execute("SELECT count(*) FROM g").fetchall()[0][0])
+        for col in COUNTED:
+            found = con.execute(f'SELECT coalesce("{col}", \'null\') AS v, count(*) FROM g GROUP BY v ORDER BY v'
+                                ).fetchall()
+            out[col] = {v: int(c) for v, c in found}
+        top = con.execute("SELECT country, count(*) AS c FROM g WHERE country IS NOT NULL AND country <> '' "
+                          "GROUP BY country ORDER BY c DESC, country").fetchall()
+        out["countries_found"] = len(top)
+        out["top_countries"] = {k: int(v) for k, v in top[:10]}
+        langs = con.execute("SELECT language, count(*) AS c FROM g WHERE language IS NOT NULL AND language <> '' "
+                            "GROUP BY language ORDER BY c DESC, language LIMIT 10").fetchall()
+        out["top_languages"] = {k: int(v) for k, v in langs}
+    return out
 
 
 def _value_counts(groups: pa.Table, column: str) -> dict[str, int]:

@@ -47,6 +47,7 @@ AUDIT_DIR = "audit"  # audit/<analysis>.parquet, each a view audit_<analysis>
 PROBES_DIR = "probes"  # probes/<probe>.parquet, each a view probe_<probe>
 REPORT_DIR = "report"
 WEBDATASET_DIR = "corpus_webdataset"
+DECISION_PARTS_DIR = "decisions_parts"  # the filter's per-part decisions; decisions.parquet is their merge
 MANIFEST = "manifest.json"
 
 # what each stage of `fairsift run` writes (paths relative to the run folder). signals/dedup belongs to the second
@@ -54,7 +55,7 @@ MANIFEST = "manifest.json"
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "crawl": ("pairs",), "ingest": ("pairs",), "download": ("shards",), "dedup": ("signals/phash",),
     "score": ("signals/clip", "signals/embeddings"), "dedup_semantic": ("signals/dedup",),
-    "groups": ("signals/groups",), "filter": ("decisions.parquet",), "export": ("corpus", WEBDATASET_DIR),
+    "groups": ("signals/groups",), "filter": ("decisions.parquet", DECISION_PARTS_DIR), "export": ("corpus", WEBDATASET_DIR),
     "audit": (AUDIT_DIR,), "probe": (PROBES_DIR,), "report": (REPORT_DIR,),
 }
 

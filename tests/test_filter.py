@@ -176,9 +176,22 @@ def test_language_is_detected_once_and_stored_in_signals_lang(planted):
     stored = tables.read_table(run_dir, "lang")
     languages = ["de" if u == uid["sample_1"] else v for u, v in
                  zip(stored["uid"].to_pylist(), stored["language"].to_pylist())]
-    tables.write_table(run_dir, "lang", stored.set_column(1, "language", pa.array(languages)))
-    filter_run(run_dir, _config("language"))
+    _plant_lang(run_dir, stored.set_column(1, "language", pa.array(languages)))
+    counts = filter_run(run_dir, _config("language"))
+    assert counts["language_parts_detected"] == 0
     assert not _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
+
+
+def _plant_lang(run_dir, planted: pa.Table) -> None:
+    """Replace the stored languages as if the detector had said so: each lang part keeps its lineage (what it was
+    computed from), so the filter takes it as current instead of detecting again."""
+    from curate import parts
+
+    by_uid = {u: i for i, u in enumerate(planted["uid"].to_pylist())}
+    for path in tables.list_parts(run_dir, "lang"):
+        lineage = parts.read_lineage(path)
+        uids = tables.read_part(path, ["uid"])["uid"].to_pylist()
+        parts.atomic_write(planted.take([by_uid[u] for u in uids]), path, lineage)
 
 
 def test_uncertain_guesses_pass_unless_asked_to_drop(planted):
@@ -189,7 +202,8 @@ def test_uncertain_guesses_pass_unless_asked_to_drop(planted):
     is_row = [u == uid["sample_1"] for u in stored["uid"].to_pylist()]
     languages = ["bcl" if hit else v for hit, v in zip(is_row, stored["language"].to_pylist())]
     probs = [0.23 if hit else p for hit, p in zip(is_row, stored["language_prob"].to_pylist())]
-    tables.write_table(run_dir, "lang", pa.table({"uid": stored["uid"], "language": languages, "language_prob": probs}))
+    _plant_lang(run_dir, pa.table({"uid": stored["uid"], "language": languages,
+                                   "language_prob": pa.array(probs, pa.float32())}))
     filter_run(run_dir, _config("language"))
     assert _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
     filter_run(run_dir, _config({"language": {"uncertain": "drop"}}))

@@ -92,7 +92,8 @@ def test_rerun_is_identical_and_replaces_the_table(real_run):
     before = tables.read_table(run, "groups")
     signals.build_group_signals(run)
     assert tables.read_table(run, "groups").equals(before)
-    assert [p.name for p in tables.list_parts(run, "groups")] == ["part-00000.parquet"]
+    # one groups part per pairs part, under the same name
+    assert [p.name for p in tables.list_parts(run, "groups")] == [p.name for p in tables.list_parts(run, "pairs")]
 
 
 def test_caption_wins_over_domains_and_page_over_image(tmp_path):

@@ -16,20 +16,27 @@ A config lists steps in order, each written as a bare name, a one-key mapping or
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, Union
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate import tables
-from curate.filter.context import FilterContext
+from curate import parts, tables
+from curate.layout import DECISION_PARTS_DIR as DECISION_PARTS
+from curate.filter.context import FilterContext, language_table, signal_inputs
 from curate.filter.steps import (
     STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
     ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )
+from curate.parts import MapParts, PartTask, plan_tasks, remove_stale_outputs, serial_map
 from curate.schemas import STATUS_SUCCESS
 
 StepConfig = Annotated[
@@ -145,28 +152,126 @@ def download_result(ctx: FilterContext) -> StepResult:
     return StepResult(passed=passed, reasons=[None if ok else s for ok, s in zip(passed, statuses)])
 
 
-def filter_run(run_dir: str | Path, config: FilterConfig) -> dict:
+def _needs_language(config: FilterConfig) -> bool:
+    return any(isinstance(step, (LanguageStep, BasicStep)) for step in config.steps)
+
+
+def language_part(task: PartTask) -> dict:
+    """shards part -> signals/lang part: the caption language of every row."""
+    shards = pq.read_table(task.input_paths[0], columns=["uid", "caption"])
+    task.write(language_table(shards.column("uid").to_pylist(), shards.column("caption").to_pylist()))
+    return {"rows": shards.num_rows}
+
+
+def decide_part(task: PartTask) -> dict:
+    """shards part (+ its signal parts) -> decisions part: every step's verdict on every row, and why."""
+    options = task.lineage["options"]
+    config = FilterConfig.model_validate(options["config"])
+    ctx = FilterContext(task.run_dir, task.name, prepared=options["prepared"])
+    results: list[tuple[str, StepResult]] = [(DOWNLOAD_STEP, download_result(ctx))]
+    results += [(step.name, step.evaluate(ctx)) for step in config.steps]
+    task.write(combine(ctx, results))
+    return {"rows": len(ctx)}
+
+
+def filter_run(run_dir: str | Path, config: FilterConfig, *, map_parts: MapParts = serial_map) -> dict:
+    """Decide every downloaded pair: language per part, each step's global step, then decisions per part, merged
+    into decisions.parquet. Parts whose inputs, config and global cuts are unchanged are not decided again."""
     run_dir = Path(run_dir)
     for table in config.required_tables():
         if not tables.table_exists(run_dir, table):
             raise tables.MissingTableError(run_dir, table)
-    ctx = FilterContext(run_dir)
-    results: list[tuple[str, StepResult]] = [(DOWNLOAD_STEP, download_result(ctx))]
-    results += [(step.name, step.evaluate(ctx)) for step in config.steps]
-    decisions, counts = _combine(ctx, results)
-    tables.write_table(run_dir, "decisions", decisions)
+    shard_parts = tables.list_parts(run_dir, "shards")
+    names = [p.name for p in shard_parts]
+    counts: dict = {}
+
+    if _needs_language(config):
+        items = [(name, [f"shards/{name}"], [f"{tables.TABLE_PATHS['lang']}/{name}"]) for name in names]
+        todo, current = plan_tasks("lang", run_dir, items, {"detector": "py3langid"})
+        map_parts(language_part, todo, desc="caption language")
+        remove_stale_outputs(tables.table_path(run_dir, "lang"), names)
+        counts["language_parts_detected"] = len(todo)
+
+    prepared = {step.name: found for step in config.steps if (found := step.prepare(run_dir)) is not None}
+    needed = [t for t in config.required_tables() if t != "shards"] + (["lang"] if _needs_language(config) else [])
+    items = [(name, [f"shards/{name}"] + [rel for t in needed for rel in signal_inputs(run_dir, t, name)],
+              [f"{DECISION_PARTS}/{name}"]) for name in names]
+    options = {"config": config.model_dump(mode="json"), "prepared": prepared}
+    todo, current = plan_tasks("filter", run_dir, items, options)
+    map_parts(decide_part, todo, desc="filter")
+    remove_stale_outputs(run_dir / DECISION_PARTS, names)
+    merge_decisions(run_dir, [run_dir / DECISION_PARTS / name for name in names])
+    counts.update(decision_counts(run_dir, config, prepared))
+    counts.update(parts=len(names), parts_decided=len(todo), parts_skipped=len(current))
     return counts
 
 
-def _combine(ctx: FilterContext, results: list[tuple[str, StepResult]]) -> tuple[pa.Table, dict]:
+def merge_decisions(run_dir: Path, part_paths: list[Path]) -> Path:
+    """decisions.parquet = the decisions parts in part order, streamed (one row group per part); rewritten only when
+    a part changed. Its digest is the combined digest of the parts, which fix its content."""
+    target = tables.table_path(run_dir, "decisions")
+    digests = [parts.part_digest(p) for p in part_paths]
+    lineage = parts.lineage("filter", {str(p.relative_to(run_dir)): d for p, d in zip(part_paths, digests)}, {})
+    if parts.read_lineage(target) == lineage:
+        return target
+    schemas_ = [pq.read_schema(p).remove_metadata() for p in part_paths]
+    schema = pa.unify_schemas(schemas_, promote_options="permissive") if schemas_ else \
+        pa.schema([("uid", pa.string()), ("kept", pa.bool_())])
+    metadata = {parts.DIGEST_KEY: ("parts:" + parts.combined_digest(digests)).encode(),
+                parts.LINEAGE_KEY: json.dumps(lineage, sort_keys=True).encode()}
+    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+    try:
+        with pq.ParquetWriter(tmp, schema.with_metadata(metadata), compression="zstd") as writer:
+            for path in part_paths:
+                table = pq.read_table(path).replace_schema_metadata(None)
+                writer.write_table(_conform_to(table, schema))
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def _conform_to(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def decision_counts(run_dir: Path, config: FilterConfig, prepared: dict) -> dict:
+    """Counts of the whole decisions table (so a rerun that decides nothing reports the same), thresholds and the
+    global steps' reports."""
+    path = str(tables.table_path(run_dir, "decisions"))
+    step_names = [DOWNLOAD_STEP] + [s.name for s in config.steps]
+    selects = ", ".join(f'sum(CAST("pass_{n}" AS INTEGER)), count(*) FILTER (WHERE dropped_by = \'{n}\')'
+                        for n in step_names)
+    with duckdb.connect() as con:
+        row = con.execute(f"SELECT count(*), sum(CAST(kept AS INTEGER)), {selects} FROM read_parquet(?)",
+                          [path]).fetchall()[0]
+    steps = {name: {"pass": int(row[2 + 2 * i] or 0), "dropped_first": int(row[3 + 2 * i] or 0)}
+             for i, name in enumerate(step_names)}
+    thresholds: dict[str, Any] = {}
+    reports: dict[str, Any] = {}
+    for step in config.steps:
+        if isinstance(step, ClipThresholdStep):
+            thresholds[step.name] = step.min_score
+        found = prepared.get(step.name) or {}
+        if "cut" in found:
+            thresholds[step.name] = round(found["cut"][0], 6) if found["cut"] else None
+        if found.get("group_cuts"):
+            thresholds[f"{step.name}_groups"] = {g: (round(c[0], 6) if c else None)
+                                                 for g, c in found["group_cuts"].items()}
+        reports.update(found.get("report", {}))
+    return {"rows": int(row[0]), "kept": int(row[1] or 0), "steps": steps, "thresholds": thresholds, **reports}
+
+
+def combine(ctx: FilterContext, results: list[tuple[str, StepResult]]) -> pa.Table:
+    """One part's decisions: pass_<step> per step, kept (their AND), dropped_by (first failure), reason, helpers."""
     n = len(ctx)
     kept = np.ones(n, dtype=bool)
     dropped_by: list[str | None] = [None] * n
     reason: list[str | None] = [None] * n
     columns: dict[str, pa.Array] = {"uid": pa.array(ctx.uids.tolist(), pa.string())}
-    step_counts: dict[str, dict[str, int]] = {}
-    thresholds: dict[str, Any] = {}
-    reports: dict[str, Any] = {}
     for name, result in results:
         first_failures = np.flatnonzero(kept & ~result.passed)
         for i in first_failures:
@@ -174,14 +279,12 @@ def _combine(ctx: FilterContext, results: list[tuple[str, StepResult]]) -> tuple
             reason[i] = result.reasons[i]
         kept &= result.passed
         columns[f"pass_{name}"] = pa.array(result.passed, pa.bool_())
-        step_counts[name] = {"pass": int(result.passed.sum()), "dropped_first": int(len(first_failures))}
-        thresholds.update(result.thresholds)
-        reports.update(result.report)
     columns["kept"] = pa.array(kept, pa.bool_())
     columns["dropped_by"] = pa.array(dropped_by, pa.string())
     columns["reason"] = pa.array(reason, pa.string())
     for _, result in results:
         for col, values in result.helpers.items():
-            columns.setdefault(col, pa.array(values, HELPER_TYPES.get(col)))
-    counts = {"rows": n, "kept": int(kept.sum()), "steps": step_counts, "thresholds": thresholds, **reports}
-    return pa.table(columns), counts
+            if col not in columns:
+                array = pa.array(values, HELPER_TYPES.get(col))
+                columns[col] = array.cast(pa.string()) if pa.types.is_null(array.type) else array
+    return pa.table(columns)

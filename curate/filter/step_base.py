@@ -45,6 +45,11 @@ class FilterStep(BaseModel):
     def evaluate(self, ctx: FilterContext) -> StepResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def prepare(self, run_dir) -> Optional[dict]:
+        """The step's global step, run once over the whole run before any part is decided (a cut over all scores,
+        say); its JSON-able result reaches evaluate() as ctx.prepared[self.name]. Most steps need none."""
+        return None
+
 
 def nullable(values: np.ndarray) -> list[Optional[float]]:
     return [None if math.isnan(v) else float(v) for v in values]

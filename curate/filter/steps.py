@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from curate.filter.context import FilterContext
 from curate.filter.step_base import FilterStep, StepResult, step_result, fmt, nullable
-from curate.filter.top_fraction import top_fraction_step
+from curate.filter.top_fraction import prepare_top_fraction, top_fraction_step
 from curate.schemas import DUP_KINDS
 
 SizeSource = Literal["original", "resized"]
@@ -99,6 +99,9 @@ class ClipTopFractionStep(FilterStep):
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
         return top_fraction_step(self, ctx)
+
+    def prepare(self, run_dir: Path) -> dict:
+        return prepare_top_fraction(self, run_dir)
 
 
 class LanguageStep(FilterStep):

@@ -1,15 +1,24 @@
-"""The clip_top_fraction step: the plain top-k cut or, with `group_parity`, the parity selection of
-curate.filter.parity, turned into pass/fail per row with a reason for every row left out."""
+"""The clip_top_fraction step: a global step finds the cut over the whole run, then each part is decided alone.
+
+`prepare_top_fraction` (once per run) counts the scored rows n, takes k = top_count(n, fraction) and finds the k-th
+best (clip_score, uid) out of core (curate.filter.global_cut); with `group_parity` it runs the parity selection of
+curate.filter.parity and keeps each group's lowest kept (clip_score, uid) as that group's cut. `top_fraction_step`
+(per part) passes a row when its (clip_score, uid) is at or above its cut in the order clip_score desc, uid asc, and
+gives every row left out a reason.
+"""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+import duckdb
 import numpy as np
 
 from curate import tables
-from curate.filter.parity import parity_top_k, plain_top_k
+from curate.filter.global_cut import at_or_above, count_scored, kth_best, part_files
+from curate.filter.parity import parity_top_k
 from curate.filter.step_base import FilterStep, StepResult, fmt, nullable
 
 if TYPE_CHECKING:
@@ -18,59 +27,98 @@ if TYPE_CHECKING:
 MISSING_GROUP = "unknown"
 
 
-def load_groups(ctx: "FilterContext", attribute: str) -> np.ndarray:
-    """The attribute's value per row (MISSING_GROUP where null or absent) from signals/groups."""
-    if not tables.table_exists(ctx.run_dir, "groups"):
-        raise tables.MissingTableError(ctx.run_dir, "groups")
-    groups = tables.read_table(ctx.run_dir, "groups")
-    if attribute not in groups.column_names:
-        attrs = [c for c in groups.column_names if c != "uid"]
-        raise ValueError(f"group_parity attribute '{attribute}' is not a column of signals/groups "
-                         f"(it has {attrs}); run `fairsift audit` to write it")
-    values = ctx.align(groups.select(["uid", attribute]).to_pandas())[attribute].tolist()
-    missing = [v is None or v == "" or (isinstance(v, float) and math.isnan(v)) for v in values]
-    return np.array([MISSING_GROUP if m else str(v) for v, m in zip(values, missing)], dtype=object)
+def top_count(n: int, fraction: float) -> int:
+    """How many of n scored rows the top `fraction` keeps."""
+    return round(fraction * n)
+
+
+def _group_label(value) -> str:
+    missing = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    return MISSING_GROUP if missing else str(value)
+
+
+def ranked_rows_with_groups(run_dir: Path, attribute: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, uids, group labels) of every scored row, best first (clip_score desc, uid asc).
+
+    Parity's selection needs every scored row's score and group at once: about 60 bytes a row in this process.
+    """
+    clip_files = part_files(run_dir, "signals/clip")
+    group_files = tables.list_parts(run_dir, "groups")
+    if not group_files:
+        raise tables.MissingTableError(run_dir, "groups")
+    quoted = lambda files: "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"  # noqa: E731
+    with duckdb.connect() as con:
+        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({quoted(group_files)}, "
+                                             f"union_by_name = true)").fetchall()]
+        if attribute not in columns:
+            raise ValueError(f"group_parity attribute '{attribute}' is not a column of signals/groups (it has "
+                             f"{[c for c in columns if c != 'uid']}); run `fairsift audit` to write it")
+        rows = con.execute(
+            f"""SELECT CAST(c.clip_score AS DOUBLE), c.uid, g.grp
+                FROM read_parquet({quoted(clip_files)}, union_by_name = true) c
+                LEFT JOIN (SELECT uid, first("{attribute}") AS grp
+                           FROM read_parquet({quoted(group_files)}, union_by_name = true) GROUP BY uid) g USING (uid)
+                WHERE c.clip_score IS NOT NULL AND isfinite(c.clip_score)
+                ORDER BY c.clip_score DESC, c.uid ASC""").to_arrow_table()
+    scores = rows.column(0).to_numpy().astype(np.float64)
+    uids = np.array(rows.column(1).to_pylist(), dtype=object)
+    groups = np.array([_group_label(v) for v in rows.column(2).to_pylist()], dtype=object)
+    return scores, uids, groups
+
+
+def prepare_top_fraction(step: FilterStep, run_dir: str | Path) -> dict:
+    """The step's global facts: n, k, the cut and, with group_parity, each group's cut and the parity report."""
+    run_dir = Path(run_dir)
+    clip_files = part_files(run_dir, "signals/clip")
+    n = count_scored(clip_files)
+    k = top_count(n, step.fraction)
+    cut = kth_best(clip_files, k, n)
+    prepared: dict = {"n": n, "k": k, "cut": list(cut) if cut else None}
+    if step.group_parity is not None:
+        attribute = step.group_parity.attribute
+        scores, uids, groups = ranked_rows_with_groups(run_dir, attribute)
+        selection = parity_top_k(scores, uids, groups, k, step.group_parity.min_ratio)
+        group_cuts: dict[str, Optional[list]] = {}
+        for g in sorted(set(groups.tolist())):
+            kept = np.flatnonzero(selection.kept & (groups == g))
+            group_cuts[g] = [float(scores[kept[-1]]), uids[kept[-1]]] if len(kept) else None  # rows are ranked
+        prepared.update(attribute=attribute, group_cuts=group_cuts,
+                        report={"group_parity": {"attribute": attribute, **selection.report}})
+    return prepared
 
 
 def top_fraction_step(step: FilterStep, ctx: "FilterContext") -> StepResult:
-    """`step` is a ClipTopFractionStep (its fraction and group_parity options)."""
+    """`step` is a ClipTopFractionStep; its global facts are in ctx.prepared[step.name]."""
+    prepared = ctx.prepared.get(step.name)
+    if prepared is None:
+        raise RuntimeError(f"{step.name}: the global cut was not prepared before the parts were decided")
     scores = ctx.clip_scores
-    scored = np.flatnonzero(~np.isnan(scores))
-    k = round(step.fraction * len(scored))
-    uids = ctx.uids[scored]
+    uids = ctx.uids
     pct = f"top {fmt(step.fraction * 100)}%"
+    cut = tuple(prepared["cut"]) if prepared["cut"] else None
     passed = np.zeros(len(scores), dtype=bool)
     reasons: list[Optional[str]] = ["no clip_score"] * len(scores)
-    plain = plain_top_k(scores[scored], uids, k)
-    cut = float(scores[scored][plain].min()) if plain.any() else None
-    result = StepResult(passed=passed, reasons=reasons, helpers={"clip_score": nullable(scores)},
-                        thresholds={step.name: round(cut, 6) if cut is not None else None})
+    result = StepResult(passed=passed, reasons=reasons, helpers={"clip_score": nullable(scores)})
 
     if step.group_parity is None:
-        kept = plain
-        reason = _plain_reason(pct, cut)
+        cut_of_row = [cut] * len(scores)
+        reason = _plain_reason(pct, cut[0] if cut else None)
     else:
-        attribute = step.group_parity.attribute
-        all_groups = load_groups(ctx, attribute)
-        groups = all_groups[scored]
-        selection = parity_top_k(scores[scored], uids, groups, k, step.group_parity.min_ratio)
-        kept = selection.kept
-        result.report = {"group_parity": {"attribute": attribute, **selection.report}}
-        result.thresholds[f"{step.name}_groups"] = {g: v["threshold_parity"]
-                                                    for g, v in selection.report["groups"].items()}
-        result.helpers[f"group_{attribute}"] = all_groups.tolist()
-        # exact per-group cuts for the reasons (the report's are rounded for reading)
-        kept_scores = scores[scored]
-        cuts = {g: (float(kept_scores[kept & (groups == g)].min()) if np.any(kept & (groups == g)) else None)
-                for g in selection.report["groups"]}
-        reason = _group_reason(attribute, groups, cuts)
+        attribute = prepared["attribute"]
+        labels = [_group_label(v) for v in ctx.groups(attribute).tolist()]
+        group_cuts = {g: (tuple(c) if c else None) for g, c in prepared["group_cuts"].items()}
+        cut_of_row = [group_cuts.get(g) for g in labels]
+        result.helpers[f"group_{attribute}"] = labels
+        reason = _group_reason(attribute, labels, {g: (c[0] if c else None) for g, c in group_cuts.items()})
 
-    passed[scored[kept]] = True
-    for j in np.flatnonzero(~kept):
-        i = scored[j]
-        reasons[i] = reason(j, float(scores[i]))
-    for i in scored[kept]:
-        reasons[i] = None
+    for i, score in enumerate(scores):
+        if math.isnan(score):
+            continue
+        if at_or_above(float(score), uids[i], cut_of_row[i]):
+            passed[i] = True
+            reasons[i] = None
+        else:
+            reasons[i] = reason(i, float(score))
     return result
 
 
@@ -85,10 +133,10 @@ def _plain_reason(pct: str, cut: Optional[float]):
     return reason
 
 
-def _group_reason(attribute: str, groups: np.ndarray, cuts: dict[str, Optional[float]]):
-    def reason(j: int, score: float) -> str:
-        g = groups[j]
-        thr = cuts[g]
+def _group_reason(attribute: str, labels: list[str], cuts: dict[str, Optional[float]]):
+    def reason(i: int, score: float) -> str:
+        g = labels[i]
+        thr = cuts.get(g)
         if thr is None:
             return f"clip_score {fmt(score)}: no row of {attribute}={g} kept"
         if score < thr:

@@ -1,0 +1,95 @@
+"""The global step of the CLIP top-fraction filter: the exact k-th best (clip_score, uid) over every clip part, out of
+core, so that each part can then be decided on its own (score above the cut, or equal with a uid not after it).
+
+Design (10^9 rows). Sorting all scores is what a single process cannot do; the cut needs only the rows near it.
+1. One DuckDB pass over the clip parts counts the scored rows n and takes a t-digest estimate of the scores at
+   ranks k - w and k + w (`approx_quantile`, bounded memory).
+2. A second pass counts the rows above the upper estimate (`a`) and the rows between the two (`m`). When
+   a < k <= a + m, the k-th row lies in that window: only those m rows are sorted (by score desc, uid asc) to find
+   it exactly. Otherwise the window is widened (x8) and the step repeats; the last resort is the whole column.
+So memory is bounded by the window (about 2w rows; w = n / 1000 + 1000 by default), not by n, and the answer is exact:
+the same cut an in-memory sort of all n rows gives (tests/test_global_cut.py checks it against numpy on random
+scores with many ties). Measured here (2 cores): see benchmarks/README.md, "Global top-fraction cut".
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import duckdb
+
+WINDOW_FRACTION = 0.001  # half-width of the first window, as a fraction of n
+MIN_WINDOW_ROWS = 1000
+
+
+def _files_sql(files: Sequence[str | os.PathLike]) -> str:
+    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def scored_rows_sql(clip_files: Sequence[str | os.PathLike]) -> str:
+    """The scored rows of the clip parts, as a DuckDB relation with columns clip_score (double) and uid."""
+    return (f"(SELECT CAST(clip_score AS DOUBLE) AS clip_score, uid FROM read_parquet({_files_sql(clip_files)}, "
+            f"union_by_name = true) WHERE clip_score IS NOT NULL AND isfinite(clip_score))")
+
+
+def count_scored(clip_files: Sequence[str | os.PathLike]) -> int:
+    if not clip_files:
+        return 0
+    with _connect() as con:
+        return int(con.execute(f"SELECT count(*) FROM {scored_rows_sql(clip_files)}").fetchall()[0][0])
+
+
+def kth_best(clip_files: Sequence[str | os.PathLike], k: int, n: Optional[int] = None) -> Optional[tuple[float, str]]:
+    """The k-th best (clip_score, uid) in the order clip_score desc, uid asc (1-based); None when k < 1."""
+    if k < 1 or not clip_files:
+        return None
+    rows = scored_rows_sql(clip_files)
+    with _connect() as con:
+        n = n if n is not None else int(con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0])
+        if k > n:
+            raise ValueError(f"k = {k} exceeds the {n} scored rows")
+        half = max(MIN_WINDOW_ROWS, int(n * WINDOW_FRACTION))
+        while True:
+            if 2 * half >= n:
+                return _kth_in(con, rows, k, offset_above=0, where="TRUE")
+            # quantile q of ascending scores: the k-th best is at ascending rank n - k + 1
+            q_low = max(0.0, (n - k - half) / n)
+            q_high = min(1.0, (n - k + half) / n)
+            low, high = con.execute(f"SELECT approx_quantile(clip_score, [{q_low}, {q_high}]) FROM {rows}"
+                                    ).fetchall()[0][0]
+            above, inside = con.execute(
+                f"SELECT count(*) FILTER (WHERE clip_score > {float(high)!r}), "
+                f"count(*) FILTER (WHERE clip_score >= {float(low)!r} AND clip_score <= {float(high)!r}) FROM {rows}"
+            ).fetchall()[0]
+            if above < k <= above + inside:
+                where = f"clip_score >= {float(low)!r} AND clip_score <= {float(high)!r}"
+                return _kth_in(con, rows, k, offset_above=int(above), where=where)
+            half *= 8
+
+
+def _kth_in(con: duckdb.DuckDBPyConnection, rows: str, k: int, offset_above: int, where: str) -> tuple[float, str]:
+    score, uid = con.execute(
+        f"SELECT clip_score, uid FROM {rows} WHERE {where} ORDER BY clip_score DESC, uid ASC "
+        f"LIMIT 1 OFFSET {k - offset_above - 1}").fetchall()[0]
+    return float(score), uid
+
+
+def at_or_above(score: float, uid: Optional[str], cut: Optional[tuple[float, str]]) -> bool:
+    """Is (score, uid) at or before the cut in the order clip_score desc, uid asc?"""
+    if cut is None:
+        return False
+    cut_score, cut_uid = cut
+    return score > cut_score or (score == cut_score and (uid or "") <= cut_uid)
+
+
+def part_files(run_dir: str | os.PathLike, rel: str) -> list[Path]:
+    folder = Path(run_dir) / rel
+    return sorted(p for p in folder.glob("part-*.parquet") if p.is_file()) if folder.is_dir() else []
