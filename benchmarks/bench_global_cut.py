@@ -9,12 +9,10 @@ Prints seconds and the peak RSS each needs: the cut's memory must stay flat as r
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,16 +77,13 @@ def main() -> None:
         try:
             write_clip_parts(root / "clip", rows)
             k = round(args.fraction * rows)
-            t0 = time.perf_counter()
             cut = measure("cut", root / "clip", k)
             bare = measure("sort", root / "clip", k)
-            del t0
             same = abs(cut[2] - bare[2]) < 1e-9 and cut[3] == bare[3]
             print(f"{rows:>12,}{cut[0]:>9.2f}{cut[1] / 2**20:>10.0f}{bare[0]:>9.2f}{bare[1] / 2**20:>10.0f}"
                   f"{bare[0] / cut[0]:>10.2f}  {'yes' if same else 'NO'}", flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    del resource
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def _files_sql(files: Sequence[str | os.PathLike]) -> str:
 def _connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
