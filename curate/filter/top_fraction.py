@@ -1,5 +1,15 @@
-"""The clip_top_fraction step: the plain top-k cut or, with `group_parity`, the parity selection of
-curate.filter.parity, turned into pass/fail per row with a reason for every row left out."""
+"""The clip_top_fraction step: the plain top-k cut of the ONE top-fraction rule (curate.selection: k from n and f,
+ties by score then uid) or, with `group_parity`, the parity selection of curate.filter.parity, turned into pass/fail
+per row with a reason for every row left out.
+
+The threshold recorded for the step is the lowest kept score. When rows tied at that score were split by uid, the
+reason of each tied row left out says so, with how many rows tied and how many of them were kept, and the stage's
+report carries the boundary (`top_fraction_cut`).
+
+For the per-part filter with a global cut: compute `curate.selection.boundary_from_sql(con, fraction)` once over a
+view of every clip part, then `decide_part(scores, uids, boundary, fraction)` per part gives the same passes and
+reasons as this step over the whole run.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,8 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from curate import tables
-from curate.filter.parity import parity_top_k, plain_top_k
+from curate.filter.parity import parity_top_k
+from curate.selection import Boundary, boundary_at, kept_by_boundary, ranking, top_fraction_count
 from curate.filter.step_base import FilterStep, StepResult, fmt, nullable
 
 if TYPE_CHECKING:
@@ -32,38 +43,53 @@ def load_groups(ctx: "FilterContext", attribute: str) -> np.ndarray:
     return np.array([MISSING_GROUP if m else str(v) for v, m in zip(values, missing)], dtype=object)
 
 
+def decide_part(scores: np.ndarray, uids: np.ndarray, boundary: Boundary,
+                fraction: float) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Passes and reasons of the plain cut for any rows (one part, or the whole run) given the run's boundary."""
+    passed = kept_by_boundary(scores, uids, boundary)
+    reason = plain_reason(f"top {fmt(fraction * 100)}%", boundary)
+    reasons = [None if ok else ("no clip_score" if np.isnan(s) else reason(float(s)))
+               for ok, s in zip(passed, np.asarray(scores, dtype=np.float64))]
+    return passed, reasons
+
+
 def top_fraction_step(step: FilterStep, ctx: "FilterContext") -> StepResult:
     """`step` is a ClipTopFractionStep (its fraction and group_parity options)."""
     scores = ctx.clip_scores
     scored = np.flatnonzero(~np.isnan(scores))
-    k = round(step.fraction * len(scored))
-    uids = ctx.uids[scored]
+    k = top_fraction_count(len(scored), step.fraction)
+    uids = ctx.uids[scored].astype(str)
     pct = f"top {fmt(step.fraction * 100)}%"
     passed = np.zeros(len(scores), dtype=bool)
     reasons: list[Optional[str]] = ["no clip_score"] * len(scores)
-    plain = plain_top_k(scores[scored], uids, k)
-    cut = float(scores[scored][plain].min()) if plain.any() else None
+    order = ranking(scores[scored], uids)
+    boundary = boundary_at(scores[scored], uids, order, k)
+    plain = kept_by_boundary(scores[scored], uids, boundary)
     result = StepResult(passed=passed, reasons=reasons, helpers={"clip_score": nullable(scores)},
-                        thresholds={step.name: round(cut, 6) if cut is not None else None})
+                        thresholds={step.name: boundary.threshold},
+                        report={"top_fraction_cut": {"fraction": step.fraction, **boundary.as_dict()}})
 
     if step.group_parity is None:
         kept = plain
-        reason = _plain_reason(pct, cut)
+        plain_text = plain_reason(pct, boundary)
+        reason = lambda j, score: plain_text(score)  # noqa: E731
     else:
-        attribute = step.group_parity.attribute
-        all_groups = load_groups(ctx, attribute)
+        options = step.group_parity
+        all_groups = load_groups(ctx, options.attribute)
         groups = all_groups[scored]
-        selection = parity_top_k(scores[scored], uids, groups, k, step.group_parity.min_ratio)
+        selection = parity_top_k(scores[scored], uids, groups, k, options.min_ratio, reference=options.reference,
+                                 min_count=options.min_count)
         kept = selection.kept
-        result.report = {"group_parity": {"attribute": attribute, **selection.report}}
+        result.report["group_parity"] = {"attribute": options.attribute, **selection.report}
         result.thresholds[f"{step.name}_groups"] = {g: v["threshold_parity"]
                                                     for g, v in selection.report["groups"].items()}
-        result.helpers[f"group_{attribute}"] = all_groups.tolist()
-        # exact per-group cuts for the reasons (the report's are rounded for reading)
+        result.helpers[f"group_{options.attribute}"] = all_groups.tolist()
         kept_scores = scores[scored]
         cuts = {g: (float(kept_scores[kept & (groups == g)].min()) if np.any(kept & (groups == g)) else None)
                 for g in selection.report["groups"]}
-        reason = _group_reason(attribute, groups, cuts)
+        tied = {g: (int(np.sum((groups == g) & (kept_scores == c))), int(np.sum((groups == g) & kept & (kept_scores == c))))
+                for g, c in cuts.items() if c is not None}
+        reason = _group_reason(options.attribute, groups, cuts, tied)
 
     passed[scored[kept]] = True
     for j in np.flatnonzero(~kept):
@@ -74,18 +100,22 @@ def top_fraction_step(step: FilterStep, ctx: "FilterContext") -> StepResult:
     return result
 
 
-def _plain_reason(pct: str, cut: Optional[float]):
-    def reason(_: int, score: float) -> str:
+def plain_reason(pct: str, boundary: Boundary):
+    cut = boundary.threshold
+
+    def reason(score: float) -> str:
         if cut is None:
             return f"clip_score {fmt(score)} not in the {pct} (no row kept)"
         if score < cut:
             return f"clip_score {fmt(score)} < {pct} cut {fmt(cut)}"
-        return f"clip_score {fmt(score)} = {pct} cut {fmt(cut)}, left out by uid order"
+        return (f"clip_score {fmt(score)} = {pct} cut {fmt(cut)}, left out by uid order "
+                f"(a tie: {boundary.tied_kept} of {boundary.tied} rows at the cut kept)")
 
     return reason
 
 
-def _group_reason(attribute: str, groups: np.ndarray, cuts: dict[str, Optional[float]]):
+def _group_reason(attribute: str, groups: np.ndarray, cuts: dict[str, Optional[float]],
+                  tied: dict[str, tuple[int, int]]):
     def reason(j: int, score: float) -> str:
         g = groups[j]
         thr = cuts[g]
@@ -93,6 +123,8 @@ def _group_reason(attribute: str, groups: np.ndarray, cuts: dict[str, Optional[f
             return f"clip_score {fmt(score)}: no row of {attribute}={g} kept"
         if score < thr:
             return f"clip_score {fmt(score)} < group threshold {fmt(thr)} ({attribute}={g})"
-        return f"clip_score {fmt(score)} = group threshold {fmt(thr)} ({attribute}={g}), left out by uid order"
+        total, kept = tied[g]
+        return (f"clip_score {fmt(score)} = group threshold {fmt(thr)} ({attribute}={g}), left out by uid order "
+                f"(a tie: {kept} of {total} rows at the threshold kept)")
 
     return reason
