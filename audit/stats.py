@@ -124,7 +124,7 @@ def ratio_interval(x1, n1, x2, n2, confidence: float = CONFIDENCE) -> tuple[np.n
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
 
-def ratio_p_below(x1, n1, x2, n2, theta0: float, iterations: int = 50) -> np.ndarray:
+def ratio_p_below(x1, n1, x2, n2, theta0: float, iterations: int = 40) -> np.ndarray:
     """One-sided p-value of H0: p1/p2 >= theta0 against H1: p1/p2 < theta0, by inverting `ratio_interval`.
 
     Where the estimate is below theta0, p = (1 - c) / 2 for the largest confidence level c whose interval still
