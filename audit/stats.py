@@ -192,7 +192,7 @@ def stream_rng(seed: int, *keys) -> np.random.Generator:
 
 def percentile_interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over axis 0, ignoring NaN replicates (numpy's linear interpolation)."""
-    if replicates.shape[0] == 0:
+    if replicates.size == 0:
         shape = replicates.shape[1:]
         return np.full(shape, np.nan), np.full(shape, np.nan)
     alpha = (1.0 - confidence) / 2.0
