@@ -71,8 +71,9 @@ def _sentence(r, step_options: Optional[dict]) -> str:
             f"highest-rate group: ratio {r['ratio_to_max']:.2f}, 95% CI "
             f"{_ci(r['ratio_to_max_ci_low'], r['ratio_to_max_ci_high'])} ({r['mode']})")
     if bool(r["significant_below_four_fifths"]):
-        text += (f"; significantly below the four-fifths line ({r['correction']}-adjusted one-sided "
-                 f"p = {r['p_adjusted']:.2g})")
+        p = float(r["p_adjusted"])
+        shown = "p < 1e-10" if p < 1e-10 else f"p = {p:.2g}"
+        text += f"; significantly below the four-fifths line ({r['correction']}-adjusted one-sided {shown})"
     elif bool(r["below_four_fifths"]):
         text += "; below the four-fifths line, not significantly"
     return text
