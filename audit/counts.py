@@ -42,7 +42,7 @@ def _files_sql(files: list[Path]) -> str:
 
 
 def connect(run_dir: str | os.PathLike, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-            tables: Iterable[str] = ("decisions", "groups", "clip", "pairs")) -> duckdb.DuckDBPyConnection:
+            tables: Iterable[str] = ("decisions", "groups", "perceived", "clip", "pairs")) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of the run (every part of it), memory bounded, spilling to a
     temporary folder."""
     con = duckdb.connect()
