@@ -281,10 +281,8 @@ def cctld_caption_agreement(groups_table: pa.Table) -> dict:
     n = len(pairs)
     k = sum(1 for c, d in pairs if c == d)
     out: dict = {"n": n, "agree": k, "rate": (k / n) if n else None, "ci_low": None, "ci_high": None}
-    try:
-        from audit.stats import wilson_interval
-    except ImportError:  # the stats module is optional here: counts are still useful without the interval
-        return out
+    from audit.stats import proportion_interval
+
     if n:
-        out["ci_low"], out["ci_high"] = (float(x) for x in wilson_interval(k, n))
+        out["ci_low"], out["ci_high"] = (float(x) for x in proportion_interval(k, n))
     return out

@@ -17,6 +17,8 @@ import pandas as pd
 _LAYOUT = json.loads((Path(__file__).resolve().parent / "run_layout.json").read_text(encoding="utf-8"))
 VIEWS: dict[str, str] = _LAYOUT["tables"]  # view name -> path inside the run folder (part folder or one file)
 CREATED_BY: dict[str, str] = _LAYOUT["created_by"]
+# the one top-fraction rule's SQL, as plain data copied from curate.selection (tests/test_selection.py keeps it equal)
+TOP_FRACTION_RULE = json.loads((Path(__file__).resolve().parent / "top_fraction_rule.json").read_text(encoding="utf-8"))
 AUDIT_CREATED_BY = "fairsift audit"
 PROBE_CREATED_BY = "fairsift probe --out RUN/probes ..."
 NON_ATTRIBUTE_COLUMNS = {"uid", "language_prob", "country_source", "caption_country", "url_cctld_country",
@@ -208,19 +210,17 @@ class RunData:
 
     # ---- filter impact: what-if ----
     def whatif(self, fraction: float, attribute: str) -> pd.DataFrame:
-        """Inclusion rate per group if only the CLIP top `fraction` were kept, computed live over clip + groups."""
+        """Inclusion rate per group if only the CLIP top `fraction` were kept, computed live over clip + groups with
+        the SQL of the one top-fraction rule (the filter's and the threshold sweep's: same k, ties by uid)."""
         self.require("clip", "groups")
         if attribute not in self.group_attributes():
             raise MissingData(f"attribute {attribute!r} is not in the groups table")
-        return self.df(
-            f"""with scored as (select uid, clip_score from clip where clip_score is not null),
-                    cut as (select quantile_disc(clip_score, 1 - ?) thr from scored)
-                select cast(g.{_q(attribute)} as varchar) as "group", count(*) as n,
-                       avg(case when s.clip_score >= cut.thr then 1.0 else 0.0 end) as inclusion_rate
-                from scored s join groups g using (uid), cut
-                group by 1 order by n desc""", [float(min(max(fraction, 0.0), 1.0))]
-        ).assign(overall=lambda d: (d["inclusion_rate"] * d["n"]).sum() / max(d["n"].sum(), 1)) \
-         .assign(ratio=lambda d: d["inclusion_rate"] / d["overall"].where(d["overall"] > 0))
+        sql = TOP_FRACTION_RULE["whatif_sql"].replace("{column}", _q(attribute))
+        d = self.con.execute(sql, {"fraction": float(min(max(fraction, 0.0), 1.0))}).fetch_df()
+        overall = d["n_kept"].sum() / max(int(d["n"].sum()), 1)
+        return d.assign(overall=overall, ratio=d["inclusion_rate"] / overall if overall > 0 else float("nan"),
+                        ratio_to_max=d["inclusion_rate"] / d["inclusion_rate"].max()
+                        if d["inclusion_rate"].max() > 0 else float("nan"))
 
     # ---- geography ----
     def country_table(self) -> pd.DataFrame:

@@ -277,8 +277,10 @@ def sql(
 def audit(
     run: Path = typer.Argument(..., help="run folder"),
     perceived: bool = typer.Option(False, "--perceived", help="also CLIP zero-shot perceived gender presentation and age on images of people"),
-    min_count: int = typer.Option(30, "--min-count", help="cells with fewer rows are flagged"),
-    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for CIs"),
+    min_count: int = typer.Option(30, "--min-count", help="groups with fewer rows are shown and flagged but not judged "
+                                                          "(no four-fifths test, never the reference group)"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap draws of the co-occurrence (nPMI) intervals; rates, "
+                                                      "ratios and four-fifths tests use exact intervals and need none"),
     seed: int = typer.Option(0, "--seed"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
@@ -297,7 +299,8 @@ def probe(
     dataset: List[str] = typer.Option(..., "--dataset", help="KIND:PATH, e.g. fairface:DIR or country:CSV (repeatable)"),
     out: Path = typer.Option(..., "--out", help="output folder"),
     device: str = typer.Option("auto", "--device"),
-    n_boot: int = typer.Option(1000, "--n-boot"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples of the WEAT effect-size and fairness-"
+                                                      "difference intervals (rates use exact intervals)"),
     seed: int = typer.Option(0, "--seed"),
 ):
     """Zero-shot model probes per group (FairFace accuracy, harmful labels, geography, embedding association)."""

@@ -83,7 +83,8 @@ def build_report(run_dir: str | Path) -> dict:
     sweep = _read_parquet(audit_dir / "threshold_sweep.parquet")
     cooc = _read_parquet(audit_dir / "cooccurrence.parquet")
     agreement = _read_parquet(audit_dir / "geo_agreement.parquet")
-    min_count = int((manifest.get("stages", {}).get("audit", {}).get("counts", {}) or {}).get("min_count", 30))
+    ranked = _read_parquet(audit_dir / "findings.parquet")
+    min_count = run_min_count(manifest, comp, impact)
     step_options = _filter_step_options(manifest)
 
     funnel = funnel_rows(run_dir)
@@ -92,19 +93,28 @@ def build_report(run_dir: str | Path) -> dict:
         if attribute == "country":
             continue
         figs.add("Composition", f"composition_{attribute}", figures.composition(comp, attribute, min_count),
-                 f"Share of each {attribute} group with 95% Wilson CIs; grey bars have fewer than {min_count} rows.")
+                 f"Share of each {attribute} group with 95% Clopper-Pearson CIs; colour = population (each share is "
+                 f"of all rows of its population, the total stated in the legend); hatched bars marked 'low n' have "
+                 f"fewer than {min_count} rows (the run's min_count); groups a filter removed show n=0.")
     if comp is not None and not comp.empty:
         c = comp[(comp["attribute"] == "country") & comp["group"].notna()]
-        if "population" in c:
-            c = c[c["population"] == c["population"].iloc[0]] if not c.empty else c
+        population = "downloaded" if "downloaded" in set(c.get("population", [])) else None
+        if population is not None:
+            c = c[c["population"] == population]
+        total = int(c["total"].iloc[0]) if "total" in c and not c.empty else int(c["n"].sum()) if not c.empty else 0
         shares = {str(g): float(v) for g, v in zip(c["group"], c["value"]) if len(str(g)) == 2}
-        figs.add("Geography", "world_map", world_map(shares, "Share of rows placed in each country (caption or ccTLD)"),
-                 "Country share of rows (signal: caption place names, else the URL's ccTLD).")
+        denominator = f"all {total:,} {population or ''} rows, rows without a country signal included".replace("  ", " ")
+        figs.add("Geography", "world_map",
+                 world_map(shares, f"Share of rows placed in each country — of {denominator}"),
+                 f"Country share (signal: caption place names, else the URL's ccTLD); denominator: {denominator}, "
+                 "the same as the composition chart's.")
     for attribute in _attributes(impact):
         for mode in ("sequential", "marginal"):
             figs.add("Filter impact", f"impact_{attribute}_{mode}",
                      figures.forest(impact, attribute, mode, test_model),
-                     f"Inclusion-rate ratio per step and {attribute} group ({mode}); dashed line = four-fifths rule.")
+                     f"Inclusion rate of each {attribute} group divided by the highest-rate group's (reference: "
+                     f"groups with >= {min_count} rows), per step ({mode}), with 95% intervals; dashed line = four "
+                     "fifths; red = significantly below it after correction; hollow = under min_count, not judged.")
     for attribute in _attributes(sweep):
         figs.add("Threshold sweep", f"sweep_{attribute}", figures.sweep(sweep, attribute, test_model),
                  f"Inclusion rate per {attribute} group at each CLIP-score top fraction.")
@@ -116,7 +126,7 @@ def build_report(run_dir: str | Path) -> dict:
             figs.add("Model probes", f"{name}_{metric}", figures.probe_bars(table, metric, f"{name}: {metric}"),
                      f"{metric} per group with 95% CIs ({name}).")
 
-    headline = findings.impact_sentences(impact, step_options) + findings.composition_sentences(comp)
+    headline = findings.ranked_findings(ranked, impact, min_count, step_options)
     if test_model:
         headline.insert(0, {"kind": "warning", "sentence": "All CLIP scores in this run come from the tiny TEST model "
                             "(random weights): score-based findings describe the pipeline's mechanics, not real data."})
@@ -124,13 +134,25 @@ def build_report(run_dir: str | Path) -> dict:
         "run": str(run_dir), "model": model, "test_model": test_model,
         "model_fallback": manifest.get("model_fallback"),
         "funnel": [{"step": s, "rows": n} for s, n, _ in funnel],
+        "min_count": min_count,
         "findings": headline,
+        "composition": findings.composition_sentences(comp),
         "figures": [f"figures/{f}" for _, f, _ in figs.items],
         "caption_cctld_agreement": agreement.to_dict(orient="records") if agreement is not None else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "index.html").write_text(_html(run_dir, manifest, summary, figs.items, impact), encoding="utf-8")
     return {"figures": len(figs.items), "findings": len(headline), "path": str(out / "index.html")}
+
+
+def run_min_count(manifest: dict, *tables: pd.DataFrame | None) -> int:
+    """The min_count the audit ran with: recorded in its tables, else in the manifest's audit options."""
+    for table in tables:
+        if table is not None and "min_count" in table and table["min_count"].notna().any():
+            return int(table["min_count"].dropna().iloc[0])
+    counts = (manifest.get("stages", {}).get("audit", {}) or {}).get("counts", {}) or {}
+    config = (manifest.get("config") or {}).get("audit") or {}
+    return int(counts.get("min_count") or config.get("min_count") or 30)
 
 
 def _table_html(df: pd.DataFrame, columns: list[str], limit: int = 30) -> str:
@@ -166,10 +188,28 @@ def _html(run_dir: Path, manifest: dict, summary: dict, items: list[tuple[str, s
                  f"{esc(str(model.get('weights_sha256', 'n/a')))}. Attributes are <em>signals</em> inferred from "
                  "caption words (<code>*_terms</code>), URLs (<code>country_source</code>) or pixels "
                  "(<code>perceived_*</code>), never identities. Every rate has n and a 95% CI.</p>")
-    parts.append("<h2>Headline findings</h2><ul>")
-    parts += [f"<li>{esc(f['sentence'])}</li>" for f in summary["findings"]] or ["<li>no audit tables yet: run "
-                                                                                 "<code>fairsift audit</code></li>"]
-    parts.append("</ul>")
+    parts.append("<h2>Findings, ranked by evidence</h2>")
+    parts.append(f"<p>Each group is compared with the highest-rate group that has at least {summary['min_count']} "
+                 "rows (the four-fifths rule's reference). Groups with fewer rows are shown but not judged.</p>")
+    titles = {"warning": "Warning", "significant_four_fifths": "Significantly below four fifths of the reference group",
+              "disparity": "Other disparities whose 95% interval excludes parity",
+              "not_judged": f"Not judged (fewer than {summary['min_count']} rows, or none)",
+              "no_disparity": "No disparity detectable"}
+    if not summary["findings"]:
+        parts.append("<p>no audit tables yet: run <code>fairsift audit</code></p>")
+    tier = None
+    for f in summary["findings"]:
+        kind = f.get("tier") or f.get("kind")
+        if kind != tier:
+            parts.append(("</ul>" if tier is not None else "") + f"<h3>{esc(titles.get(kind, kind))}</h3><ul>")
+            tier = kind
+        parts.append(f"<li>{esc(f['sentence'])}</li>")
+    if tier is not None:
+        parts.append("</ul>")
+    if summary.get("composition"):
+        parts.append("<h3>Composition</h3><ul>")
+        parts += [f"<li>{esc(f['sentence'])}</li>" for f in summary["composition"]]
+        parts.append("</ul>")
     section = None
     for sec, file, caption in items:
         if sec != section:
@@ -177,12 +217,16 @@ def _html(run_dir: Path, manifest: dict, summary: dict, items: list[tuple[str, s
             section = sec
         parts.append(f"<figure><img src='figures/{esc(file)}' alt='{esc(caption)}'>"
                      f"<figcaption>{esc(caption)}</figcaption></figure>")
-    if impact is not None and "flag_four_fifths" in impact:
-        flagged = impact[impact["flag_four_fifths"].fillna(False).astype(bool)]
-        parts.append(f"<h2>Four-fifths flags ({len(flagged)})</h2>")
-        if not flagged.empty:
-            parts.append(_table_html(flagged, ["step", "mode", "attribute", "group", "n", "value", "overall_rate",
-                                               "ratio", "ratio_ci_low", "ratio_ci_high", "p_adjusted"]))
+    if impact is not None and "significant_below_four_fifths" in impact:
+        once = impact[~impact["same_population"].fillna(False).astype(bool)] if "same_population" in impact else impact
+        flagged = once[once["significant_below_four_fifths"].fillna(False).astype(bool)]
+        below = once[once["below_four_fifths"].fillna(False).astype(bool)]
+        parts.append(f"<h2>Four-fifths: {len(flagged)} significant, {len(below)} below by point estimate</h2>")
+        if not below.empty:
+            parts.append(_table_html(below, ["step", "mode", "attribute", "group", "n", "value", "reference_group",
+                                             "reference_rate", "ratio_to_max", "ratio_to_max_ci_low",
+                                             "ratio_to_max_ci_high", "p_adjusted", "significant_below_four_fifths",
+                                             "flag_low_n"]))
     stages = manifest.get("stages", {})
     if stages:
         parts.append("<h2>Stages</h2>")

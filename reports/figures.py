@@ -12,7 +12,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 TEST_MODEL_NOTE = "scores from the tiny TEST model — not real CLIP weights"
-_LOW_N_COLOR = "#bbbbbb"
 
 
 def _note(fig, test_model: bool) -> None:
@@ -39,64 +38,82 @@ def funnel(rows: list[tuple[str, int, str]], test_model: bool = False):
 
 
 def composition(df: pd.DataFrame, attribute: str, min_count: int):
-    """Share of each group with its 95% Wilson CI, downloaded vs kept; cells under min_count drawn grey and marked."""
+    """Share of each group with its 95% CI per population. Two separate encodings: colour = population (its total, the
+    one denominator of its shares, in the legend); hatching + 'low n' label = fewer than min_count rows. Groups with
+    n = 0 in a population are drawn as an empty bar labelled n=0."""
+    from matplotlib.patches import Patch
+
     d = df[df["attribute"] == attribute]
     if d.empty:
         return None
     populations = list(dict.fromkeys(d["population"])) if "population" in d else ["all"]
     groups = list(d.sort_values("value", ascending=False)["group"].drop_duplicates())[:25]
-    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(groups) * max(1, len(populations)) + 1.5))
+    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(groups) * max(1, len(populations)) + 1.8))
     height = 0.8 / max(1, len(populations))
     colors = ["#4c72b0", "#dd8452", "#55a868"]
+    handles = []
     for k, pop in enumerate(populations):
         p = d[d["population"] == pop] if "population" in d else d
+        total = int(p["total"].iloc[0]) if "total" in p and len(p) else int(p["n"].sum())
         p = p.set_index("group").reindex(groups)
         y = np.arange(len(groups)) + k * height
-        low_n = p["n"].fillna(0).to_numpy() < min_count
-        bar_colors = [_LOW_N_COLOR if ln else colors[k % 3] for ln in low_n]
+        n = p["n"].fillna(0).to_numpy()
+        low_n = n < min_count
+        color = colors[k % 3]
         err = np.vstack([(p["value"] - p["ci_low"]).clip(lower=0), (p["ci_high"] - p["value"]).clip(lower=0)]).astype(float)
-        ax.barh(y, p["value"].fillna(0), height=height, color=bar_colors, xerr=np.nan_to_num(err), capsize=2,
-                label=str(pop))
-        for yi, (v, hi, n, ln) in enumerate(zip(p["value"], p["ci_high"], p["n"], low_n)):
-            if not math.isnan(v):
-                ax.text(max(v, 0 if math.isnan(hi) else hi) + 0.005, y[yi], f"n={int(n):,}" + (" (low n)" if ln else ""), va="center", fontsize=7)
+        bars = ax.barh(y, p["value"].fillna(0), height=height, color=color, xerr=np.nan_to_num(err), capsize=2,
+                       edgecolor=color, linewidth=0.8)
+        for bar, ln in zip(bars, low_n):
+            if ln:
+                bar.set_hatch("////")
+                bar.set_facecolor("white")
+        for yi, (v, hi, count, ln) in enumerate(zip(p["value"], p["ci_high"], n, low_n)):
+            x = (0 if math.isnan(v) else v) if math.isnan(hi) else max(v, hi)
+            ax.text(x + 0.005, y[yi], f"n={int(count):,}" + (" (low n)" if ln else ""), va="center", fontsize=7)
+        handles.append(Patch(facecolor=color, label=f"{pop}: shares of {total:,} rows"))
+    handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="////", label=f"low n (< {min_count} rows)"))
     ax.set_yticks(np.arange(len(groups)) + height * (len(populations) - 1) / 2)
     ax.set_yticklabels(groups)
     ax.invert_yaxis()
-    ax.set_xlabel("share of rows (95% Wilson CI)")
+    ax.set_xlabel("share of the population's rows (95% Clopper-Pearson CI)")
     ax.set_title(f"Composition: {attribute}")
-    if len(populations) > 1:
-        ax.legend(loc="lower right", fontsize=8)
+    ax.legend(handles=handles, loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def forest(df: pd.DataFrame, attribute: str, mode: str = "sequential", test_model: bool = False):
-    """Inclusion-rate ratio (group rate / overall rate) per step and group with CIs; 0.8 = the four-fifths line."""
+    """Inclusion rate / the highest-rate group's (ratio_to_max) per step and group with 95% intervals; 0.8 = four
+    fifths. Red: significantly below it; hollow: under min_count (not judged); the reference group sits at 1."""
+    column = "ratio_to_max" if "ratio_to_max" in df else "ratio"
     d = df[(df["attribute"] == attribute) & (df.get("mode", mode) == mode)].copy()
-    if d.empty or "ratio" not in d:
+    if d.empty or column not in d:
         return None
-    d = d.dropna(subset=["ratio"])
+    d = d.dropna(subset=[column])
     if d.empty:
         return None
     steps = list(dict.fromkeys(d["step"]))
     groups = list(dict.fromkeys(d["group"]))
     rows = [(s, g) for s in steps for g in groups if ((d["step"] == s) & (d["group"] == g)).any()]
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(rows) + 1.6))
+    upper = 1.5
     for y, (s, g) in enumerate(rows):
         r = d[(d["step"] == s) & (d["group"] == g)].iloc[0]
-        flagged = bool(r.get("flag_four_fifths", False))
-        lo, hi = r.get("ratio_ci_low", np.nan), r.get("ratio_ci_high", np.nan)
-        color = "#c44e52" if flagged else ("#999999" if bool(r.get("flag_low_n", False)) else "#4c72b0")
+        flagged = bool(r.get("significant_below_four_fifths", False))
+        low_n = bool(r.get("flag_low_n", False))
+        lo, hi = r.get(f"{column}_ci_low", np.nan), r.get(f"{column}_ci_high", np.nan)
+        color = "#c44e52" if flagged else "#4c72b0"
         if not (math.isnan(lo) or math.isnan(hi)):
-            ax.plot([lo, hi], [y, y], color=color, lw=1.5)
-        ax.plot(r["ratio"], y, "o", color=color, ms=4)
+            ax.plot([lo, min(hi, upper)], [y, y], color=color, lw=1.5, ls=":" if low_n else "-")
+        ax.plot(r[column], y, "o", ms=4, color=color, mfc="white" if low_n else color)
     ax.axvline(1.0, color="black", lw=0.8)
     ax.axvline(0.8, color="#c44e52", lw=0.8, ls="--")
+    ax.set_xlim(0, upper)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{s} · {g}" for s, g in rows], fontsize=7)
+    ax.set_yticklabels([f"{s} · {g}" + (" (ref)" if bool(d[(d['step'] == s) & (d['group'] == g)]['is_reference'].iloc[0])
+                                         else "") if "is_reference" in d else f"{s} · {g}" for s, g in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("inclusion-rate ratio to overall (95% bootstrap CI); red = significantly below 0.8")
+    ax.set_xlabel("inclusion rate / highest-rate group's (95% CI); red = significantly below 0.8; hollow = low n")
     ax.set_title(f"Filter impact by {attribute} ({mode})")
     _note(fig, test_model)
     fig.tight_layout()

@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest
+from statsmodels.stats.proportion import proportion_confint
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from textblob.en.taggers import PatternTagger
 
@@ -40,15 +40,21 @@ def test_composition_shares_match_value_counts(frame, populations):
     for (population, attribute), got in table.groupby(["population", "attribute"]):
         rows = frame.loc[populations[population]]
         counts = rows[attribute].fillna("(missing)").value_counts()
-        got = got.set_index("group").loc[counts.index]
+        got = got.set_index("group")
+        # every group of the attribute is in every population, n = 0 where the filters left none
+        everyone = frame[attribute].fillna("(missing)").unique()
+        assert set(got.index) == set(everyone)
+        assert (got.drop(index=counts.index)["n"] == 0).all()
+        got = got.loc[counts.index]
         assert got["n"].tolist() == counts.tolist()
         assert (got["total"] == len(rows)).all()
         assert got["value"].to_numpy() == pytest.approx((counts / len(rows)).to_numpy())
         assert got["value"].sum() == pytest.approx(1.0)
         assert got["flag_low_n"].tolist() == (counts < 100).tolist()
+        assert (got["min_count"] == 100).all()
         for group in counts.index:
-            ci = binomtest(int(counts[group]), len(rows)).proportion_ci(method="wilson")
-            assert (got.loc[group, "ci_low"], got.loc[group, "ci_high"]) == pytest.approx((ci.low, ci.high))
+            ci = proportion_confint(int(counts[group]), len(rows), method="beta")
+            assert (got.loc[group, "ci_low"], got.loc[group, "ci_high"]) == pytest.approx(ci)
     assert set(table["population"]) == {"downloaded", "kept"}
     assert table["step"].isna().all() and (table["metric"] == "share").all()
     assert "(missing)" in set(table.loc[table["attribute"] == "country", "group"])  # null countries shown, not hidden
@@ -69,8 +75,8 @@ def test_geo_agreement_matches_pandas(frame, populations):
     got = table.set_index("group").loc[per.index]
     assert got["n"].tolist() == per["size"].tolist() and got["n_agree"].tolist() == per["sum"].tolist()
     assert got["flag_low_n"].tolist() == (per["size"] < 150).tolist()
-    ci = binomtest(int(per["sum"].iloc[0]), int(per["size"].iloc[0])).proportion_ci(method="wilson")
-    assert (got["ci_low"].iloc[0], got["ci_high"].iloc[0]) == pytest.approx((ci.low, ci.high))
+    ci = proportion_confint(int(per["sum"].iloc[0]), int(per["size"].iloc[0]), method="beta")
+    assert (got["ci_low"].iloc[0], got["ci_high"].iloc[0]) == pytest.approx(ci)
 
 
 def test_geo_agreement_without_the_signal_columns_is_empty(frame, populations):
@@ -78,6 +84,27 @@ def test_geo_agreement_without_the_signal_columns_is_empty(frame, populations):
     url_only = geo_agreement(frame.drop(columns=["page_cctld_country"]), populations["downloaded"])
     rows = frame.loc[populations["downloaded"], ["url_cctld_country", "caption_country"]].dropna()
     assert url_only["n"].iloc[0] == len(rows)
+
+
+def test_groups_a_filter_removes_entirely_stay_with_n_0():
+    frame = pd.DataFrame({"lang": ["en"] * 6 + ["xx"] * 3, "kept": [True] * 4 + [False] * 5})
+    table = composition(frame, ["lang"], {"downloaded": pd.Series(True, index=frame.index), "kept": frame["kept"]},
+                        min_count=2)
+    kept = table[table["population"] == "kept"].set_index("group")
+    assert kept.loc["xx", "n"] == 0 and kept.loc["xx", "value"] == 0 and kept.loc["xx", "total"] == 4
+    assert kept.loc["xx", "ci_high"] > 0  # an interval for a share of 0 of 4
+
+
+def test_cooccurrence_intervals_are_seeded_by_name_and_contain_the_value(frame, populations):
+    a = cooccurrence(frame["caption"], frame["gender_terms"], populations, top_words=0, n_boot=300, seed=1)
+    b = cooccurrence(frame["caption"], frame["gender_terms"], {"kept": populations["kept"],
+                     "downloaded": populations["downloaded"]}, top_words=0, n_boot=300, seed=1)
+    key = ["population", "group", "word", "metric"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    assert np.allclose(a["ci_low"], b["ci_low"], equal_nan=True)  # the order of populations changes nothing
+    inside = a.dropna(subset=["value"])
+    assert ((inside["ci_low"] <= inside["value"] + 1e-12) & (inside["value"] <= inside["ci_high"] + 1e-12)).mean() > 0.9
+    assert (a["ci_high"] > a["ci_low"]).sum() == a["ci_low"].notna().sum()
 
 
 def test_plural_forms():

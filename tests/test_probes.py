@@ -180,19 +180,60 @@ def test_fairness_differences_of_gender_prediction_across_races(probe):
         assert 0 <= row["ci_low"] <= row["ci_high"] <= 1
 
 
-def test_bootstrap_cis_agree_with_fairlearn_metricframe(probe):
-    """Our vectorised bootstrap uses MetricFrame's resampling scheme: its CIs must agree with MetricFrame's own."""
-    from fairlearn.metrics import MetricFrame
-    from sklearn.metrics import accuracy_score
+def test_rate_cis_are_exact_intervals_and_small_groups_are_flagged(probe):
+    """Rates carry Clopper-Pearson intervals (statsmodels as oracle), never [0, 0] at 0/n; every row has
+    flag_low_n against the probe's min_count."""
+    from statsmodels.stats.proportion import proportion_confint
 
     preds, rows = table(probe, "predictions_fairface"), table(probe, "probe_fairface")
-    frame = MetricFrame(metrics={"accuracy": accuracy_score}, y_true=preds["race"], y_pred=preds["pred_race"],
-                        sensitive_features=preds["gender"], n_boot=100, ci_quantiles=[0.025, 0.975], random_state=1)
     ours = rows[(rows["task"] == "race") & (rows["attribute"] == "gender") & (rows["metric"] == "accuracy")]
     ours = ours.set_index("group")
     for group in ("Female", "Male"):
-        assert ours.loc[group, "ci_low"] == pytest.approx(frame.by_group_ci[0].loc[group, "accuracy"], abs=0.06)
-        assert ours.loc[group, "ci_high"] == pytest.approx(frame.by_group_ci[1].loc[group, "accuracy"], abs=0.06)
+        sub = preds[preds["gender"] == group]
+        k, n = int((sub["race"] == sub["pred_race"]).sum()), len(sub)
+        assert (ours.loc[group, "ci_low"], ours.loc[group, "ci_high"]) == pytest.approx(
+            tuple(np.nan_to_num(proportion_confint(k, n, method="beta"), nan=1.0)), abs=1e-9)
+    for name in ("probe_fairface", "probe_harmful_labels", "probe_association"):
+        t = table(probe, name)
+        assert "flag_low_n" in t and (t["min_count"] == 30).all(), name
+        assert (t["flag_low_n"] == (t[["n_x", "n_y"]].min(axis=1) if "n_x" in t else t["n"]).lt(30)).all(), name
+    harmful = table(probe, "probe_harmful_labels")
+    zero = harmful[(harmful["value"] == 0) & (harmful["n"] > 0)]
+    assert ((zero["ci_high"] > 0) & (zero["ci_low"] == 0)).all()  # 0 of n is not [0, 0]
+
+
+def test_group_rows_interval_at_0_of_100():
+    from audit.probes.group_metrics import group_rows, rate_of
+
+    y = np.array(["a"] * 100, dtype=object)
+    pred = np.array(["not crime"] * 100, dtype=object)
+    rows = group_rows(y, pred, pd.Series(["g"] * 100, name="attr"), [rate_of("crime_rate", "crime")], n_boot=100,
+                      seed=0)
+    g = next(r for r in rows if r["group"] == "g")
+    assert g["value"] == 0 and g["ci_low"] == 0 and g["ci_high"] == pytest.approx(0.0362, abs=1e-4)  # Wilson: 0.037
+
+
+def test_weat_p_values_are_holm_corrected_across_tests_and_streams_keyed_by_name():
+    from audit.probes.association import association_rows
+
+    rng = np.random.default_rng(4)
+    dim = 16
+    images = unit(rng.normal(size=(60, dim)))
+    groups = pd.DataFrame({"g": ["x"] * 30 + ["y"] * 30, "h": (["u"] * 15 + ["v"] * 15) * 2})
+    words = {"A": unit(rng.normal(size=(5, dim))), "B": unit(rng.normal(size=(5, dim)))}
+    tests = [{"name": f"t{i}", "attribute": a, "x": x, "y": y, "a": "A", "b": "B"}
+             for i, (a, x, y) in enumerate([("g", "x", "y"), ("h", "u", "v"), ("g", "y", "x")])]
+    rows = pd.DataFrame(association_rows(images, groups, words, {"tests": tests}, 50, 500, seed=0))
+    p = rows[rows["metric"] == "weat_p_value"].set_index("test")["value"]
+    adjusted = rows[rows["metric"] == "weat_p_value"].set_index("test")["p_adjusted"]
+    order = p.sort_values().index
+    m = len(p)
+    expected = np.minimum(np.maximum.accumulate([(m - i) * p[t] for i, t in enumerate(order)]), 1)
+    assert adjusted[order].to_numpy() == pytest.approx(expected)
+    # the first test's numbers do not move when another test is listed before it
+    again = pd.DataFrame(association_rows(images, groups, words, {"tests": [tests[1], tests[0]]}, 50, 500, seed=0))
+    first = lambda r: r[(r["test"] == "t0") & (r["metric"] == "weat_effect_size")].iloc[0]  # noqa: E731
+    assert (first(rows)["ci_low"], first(rows)["p_value"]) == (first(again)["ci_low"], first(again)["p_value"])
 
 
 def test_country_probe_per_country_and_region(probe):

@@ -37,25 +37,40 @@ def test_report_writes_figures_and_summary(audited_run):
     assert "TEST MODEL" in html and summary["test_model"] is True
 
 
-def test_headline_sentences_match_the_audit_table(audited_run):
+def test_findings_are_ranked_by_evidence_and_carry_the_audit_numbers(audited_run):
     summary = json.loads((audited_run / "report" / "summary.json").read_text())
     impact = pd.read_parquet(audited_run / "audit" / "filter_impact.parquet")
     findings = [f for f in summary["findings"] if f["kind"] == "filter_impact"]
-    assert findings
+    tiers = [f["tier"] for f in findings]
+    order = ["significant_four_fifths", "disparity", "not_judged", "no_disparity"]
+    assert tiers == sorted(tiers, key=order.index) and tiers[0] == "significant_four_fifths"
     for f in findings:
+        if f["tier"] not in order[:2]:
+            continue
         row = impact[(impact["step"] == f["step"]) & (impact["attribute"] == f["attribute"])
                      & (impact["group"] == f["group"]) & (impact["mode"] == f["mode"])].iloc[0]
-        assert f["ratio"] == pytest.approx(row["value"] / row["overall_rate"], rel=1e-9)
-        assert f"ratio {row['ratio']:.2f}" in f["sentence"]
+        assert f["value"] == pytest.approx(row["value"] / row["reference_rate"], rel=1e-9)
+        assert not (f["ci_low"] <= 1 <= f["ci_high"])  # no headline with an interval that contains parity
         assert f"{100 * row['value']:.0f}%" in f["sentence"] and f"n={int(row['n']):,}" in f["sentence"]
-    # each finding is the lowest ratio of its step and attribute among groups with enough rows and a real signal;
-    # flagged findings come first, then ascending ratio
-    seq = impact[(impact["mode"] == "sequential") & ~impact["group"].isin(["(missing)", "none"])].dropna(subset=["ratio"])
-    for f in findings:
-        g = seq[(seq["step"] == f["step"]) & (seq["attribute"] == f["attribute"])]
-        same_n = g[g["flag_low_n"] == f["flag_low_n"]]
-        assert f["ratio"] == pytest.approx(same_n["ratio"].min()) or f["flag_four_fifths"]
-        if f["flag_low_n"] and not g[~g["flag_low_n"]].empty:
-            assert f["ratio"] < g[~g["flag_low_n"]]["ratio"].min()
-    keys = [(not f["flag_four_fifths"], f["flag_low_n"], f["ratio"]) for f in findings]
-    assert keys == sorted(keys)
+        assert f"ratio {row['ratio_to_max']:.2f}" in f["sentence"] and f["reference_group"] == row["reference_group"]
+    html = (audited_run / "report" / "index.html").read_text()
+    assert "Findings, ranked by evidence" in html and "at least 30 rows" in html
+
+
+def test_report_uses_the_runs_min_count_and_says_when_nothing_is_detectable(tmp_path):
+    """A small run audited with min_count 10: the report says 10 (it said 30), and with no real disparity the
+    findings say so instead of headlining noise."""
+    frames = make_frames(n=400, seed=3)
+    decisions = frames["decisions"]
+    for column in [c for c in decisions if c.startswith("pass_")] + ["kept"]:
+        decisions[column] = True  # no step drops anything: nothing to detect
+    decisions["dropped_by"] = None
+    run = write_run(tmp_path / "run", frames)
+    run_audit(run, AuditOptions(n_boot=50, seed=0, min_count=10))
+    build_report(run)
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["min_count"] == 10
+    assert [f["tier"] for f in summary["findings"] if f.get("tier") in ("significant_four_fifths", "disparity")] == []
+    assert any(f["sentence"].startswith("no disparity detectable at n = ") for f in summary["findings"])
+    html = (run / "report" / "index.html").read_text()
+    assert "fewer than 10 rows" in html and "fewer than 30 rows" not in html

@@ -5,12 +5,17 @@ For a target vector w, s(w, A, B) = mean cos(w, a) - mean cos(w, b). The effect 
 (mean_X s - mean_Y s) / std_{X u Y} s (sample std), a Cohen's d. The one-sided p-value is the share of random
 relabellings of X u Y into groups of the same sizes whose mean difference is at least the observed one (with the
 observed labelling counted, so p > 0). Permutations and the bootstrap CI of the effect size are vectorised numpy.
+The p-values of all tests in one run form one family: `p_adjusted` is Holm-corrected across them (family-wise error),
+so running the ~6 tests of the prompt file does not multiply false alarms. Each test's random stream is keyed by its
+name, so adding a test never changes another's numbers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from audit.stats import holm, stream_rng
 
 PERMUTATION_CHUNK = 1000
 
@@ -68,7 +73,7 @@ def association_rows(image_vectors: np.ndarray, groups: pd.DataFrame, word_vecto
             continue  # an effect size needs a spread; the test is skipped, not reported as 0
         s = association_scores(np.vstack([x, y]), word_vectors[test["a"]], word_vectors[test["b"]])
         s_x, s_y = s[: len(x)], s[len(x):]
-        rng = np.random.default_rng([seed, index])
+        rng = stream_rng(seed, "weat", test["name"])
         value = _effect_from_scores(s_x, s_y)
         low = high = np.nan
         if n_boot > 0:
@@ -80,4 +85,14 @@ def association_rows(image_vectors: np.ndarray, groups: pd.DataFrame, word_vecto
                   "b_set": test["b"], "n_x": len(x), "n_y": len(y), "n_permutations": n_permutations, **extras}
         rows.append({**common, "metric": "weat_effect_size", "value": value, "ci_low": float(low), "ci_high": float(high)})
         rows.append({**common, "metric": "weat_p_value", "value": p, "ci_low": np.nan, "ci_high": np.nan})
+    p_values = [r["value"] for r in rows if r["metric"] == "weat_p_value"]
+    adjusted = iter(holm(p_values)) if p_values else iter(())
+    by_test = {}
+    for r in rows:
+        if r["metric"] == "weat_p_value":
+            by_test[r["test"]] = float(next(adjusted))
+    for r in rows:  # both rows of a test carry its raw and corrected p-value
+        r["p_value"] = next(x["value"] for x in rows if x["test"] == r["test"] and x["metric"] == "weat_p_value")
+        r["p_adjusted"] = by_test[r["test"]]
+        r["correction"] = "holm"
     return rows

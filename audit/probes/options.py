@@ -22,7 +22,9 @@ class ProbeOptions(BaseModel):
     checkpoint: Optional[str] = None
     datasets: list[str] = Field(default_factory=list, description="KIND:PATH, e.g. fairface:DIR or country:CSV")
     device: str = "auto"
-    n_boot: int = Field(1000, ge=0, description="bootstrap resamples of every CI (0: no CIs)")
+    n_boot: int = Field(1000, ge=0, description="bootstrap resamples of the CIs of WEAT effect sizes and fairness "
+                                                "differences (rates use exact Clopper-Pearson intervals); 0: none")
+    min_count: int = Field(30, ge=1, description="groups with fewer images are flagged (flag_low_n)")
     seed: int = 0
     n_permutations: int = Field(10_000, ge=1, description="random relabellings of the association test's p-value")
     batch_size: int = Field(64, ge=1)

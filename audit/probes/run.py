@@ -39,10 +39,14 @@ AUDIT_TABLES = {  # file stem -> analysis name
 }
 OTHER_OUTPUTS = ("predictions_fairface", "predictions_harmful_labels", "predictions_country", "association_words")
 _FLOAT32_LISTS = ("top_scores", "image_embedding", "text_embedding")
-def audit_table(rows: list[dict], analysis: str) -> pa.Table:
+def audit_table(rows: list[dict], analysis: str, min_count: int = 30) -> pa.Table:
+    """The probe rows in the audit format, with min_count and flag_low_n (for a two-group test: its smaller group)."""
     frame = pd.DataFrame(rows)
     frame.insert(0, "analysis", analysis)
     frame.insert(1, "step", None)
+    smallest = frame[["n_x", "n_y"]].min(axis=1) if {"n_x", "n_y"} <= set(frame.columns) else frame["n"]
+    frame["min_count"] = int(min_count)
+    frame["flag_low_n"] = smallest.to_numpy() < min_count
     return to_arrow(frame)
 
 
@@ -115,7 +119,7 @@ def run_probes(opts: ProbeOptions, out: Path) -> dict:
     written: dict[str, int] = {}
     for stem, analysis in AUDIT_TABLES.items():
         if rows[stem]:
-            atomic_write_parquet(audit_table(rows[stem], analysis), out / f"{stem}.parquet")
+            atomic_write_parquet(audit_table(rows[stem], analysis, opts.min_count), out / f"{stem}.parquet")
             written[stem] = len(rows[stem])
     for stem, parts in frames.items():
         if parts:

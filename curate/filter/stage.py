@@ -256,11 +256,12 @@ def decision_counts(run_dir: Path, config: FilterConfig, prepared: dict) -> dict
         if isinstance(step, ClipThresholdStep):
             thresholds[step.name] = step.min_score
         found = prepared.get(step.name) or {}
-        if "cut" in found:
-            thresholds[step.name] = round(found["cut"][0], 6) if found["cut"] else None
-        if found.get("group_cuts"):
-            thresholds[f"{step.name}_groups"] = {g: (round(c[0], 6) if c else None)
-                                                 for g, c in found["group_cuts"].items()}
+        if "boundary" in found:
+            cut = found["boundary"]["threshold"]
+            thresholds[step.name] = cut
+        if found.get("group_boundaries"):
+            thresholds[f"{step.name}_groups"] = {g: (b["threshold"] if b else None)
+                                                 for g, b in found["group_boundaries"].items()}
         reports.update(found.get("report", {}))
     return {"rows": int(row[0]), "kept": int(row[1] or 0), "steps": steps, "thresholds": thresholds, **reports}
 

@@ -86,7 +86,13 @@ class ClipThresholdStep(FilterStep):
 class GroupParityOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     attribute: str = Field("gender_terms", description="column of signals/groups (written by `fairsift audit`)")
-    min_ratio: float = Field(0.8, gt=0, le=1, description="every group's inclusion rate / overall rate must reach this")
+    min_ratio: float = Field(0.8, gt=0, le=1, description="every constrained group's inclusion rate / the reference "
+                                                           "rate must reach this (0.8: the four-fifths rule)")
+    reference: Literal["max", "overall"] = Field(
+        "max", description="max: the highest-rate constrained group (the four-fifths rule's reference); overall: the "
+                           "rate of all scored rows")
+    min_count: int = Field(30, ge=1, description="groups with fewer scored rows are left out of the constraint "
+                                                 "(listed in the report as excluded_groups)")
 
 
 class ClipTopFractionStep(FilterStep):

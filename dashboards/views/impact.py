@@ -23,17 +23,26 @@ def render(data: RunData) -> None:
     if step != "(all)":
         d = d[d["step"] == step]
     d = d.assign(label=d["step"].astype(str) + " · " + d["group"].astype(str))
-    if "ratio" in d and not d.empty:
-        base = alt.Chart(d).encode(y=alt.Y("label:N", sort=None, title=None))
-        points = base.mark_point(filled=True).encode(
-            x=alt.X("ratio:Q", title="inclusion-rate ratio to overall (95% CI)"),
-            color=alt.condition("datum.flag_four_fifths", alt.value("#c44e52"), alt.value("#4c72b0")),
-            tooltip=["step", "group", "n", "value", "overall_rate", "ratio", "ratio_ci_low", "ratio_ci_high"])
-        bars = base.mark_rule().encode(x="ratio_ci_low:Q", x2="ratio_ci_high:Q")
+    ratio = "ratio_to_max" if "ratio_to_max" in d else "ratio"
+    if ratio in d and not d.empty:
+        min_count = int(d["min_count"].iloc[0]) if "min_count" in d else None
+        st.caption("Each group's inclusion rate divided by the highest-rate group's (the four-fifths rule's reference: "
+                   f"groups with at least {min_count} rows), with 95% intervals. Red: significantly below four fifths "
+                   "after correction; hollow: fewer than min_count rows, shown but not judged.")
+        shown = d.assign(**{f"{ratio}_ci_high": d[f"{ratio}_ci_high"].clip(upper=3.0)})
+        base = alt.Chart(shown).encode(y=alt.Y("label:N", sort=None, title=None))
+        points = base.mark_point(size=40).encode(
+            x=alt.X(f"{ratio}:Q", title="inclusion rate / highest-rate group's (95% CI)"),
+            color=alt.condition("datum.significant_below_four_fifths", alt.value("#c44e52"), alt.value("#4c72b0")),
+            fill=alt.condition("datum.flag_low_n", alt.value("white"), alt.value("#4c72b0")),
+            tooltip=["step", "group", "n", "value", "reference_group", "reference_rate", ratio, f"{ratio}_ci_low",
+                     f"{ratio}_ci_high", "ratio", "p_adjusted"])
+        bars = base.mark_rule().encode(x=f"{ratio}_ci_low:Q", x2=f"{ratio}_ci_high:Q")
         four_fifths = alt.Chart().mark_rule(strokeDash=[4, 4], color="#c44e52").encode(x=alt.datum(0.8))
-        st.altair_chart(alt.layer(bars, points, four_fifths, data=d), width="stretch")
-    show = [c for c in ("step", "group", "n", "value", "ci_low", "ci_high", "overall_rate", "ratio", "ratio_ci_low",
-                        "ratio_ci_high", "p_adjusted", "flag_four_fifths", "flag_low_n") if c in d]
+        st.altair_chart(alt.layer(bars, points, four_fifths, data=shown), width="stretch")
+    show = [c for c in ("step", "group", "n", "value", "ci_low", "ci_high", "reference_group", "ratio_to_max",
+                        "ratio_to_max_ci_low", "ratio_to_max_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+                        "below_four_fifths", "p_adjusted", "significant_below_four_fifths", "flag_low_n") if c in d]
     st.dataframe(d[show].rename(columns={"value": "inclusion_rate"}), hide_index=True, width="stretch")
 
     st.subheader("Threshold sweep")
@@ -48,6 +57,8 @@ def render(data: RunData) -> None:
         st.info(str(exc))
 
     st.subheader("What if: keep the CLIP top fraction")
+    st.caption("The filter's own rule: k = round(f·n) of the scored rows (at least one), by score, ties by uid — the "
+               "same rows the clip_top_fraction step and the threshold sweep keep.")
     fraction = st.slider("CLIP-score top fraction", 0.05, 1.0, 0.30, 0.05, key="i_whatif")
     try:
         table = cache.query(key, "whatif", float(fraction), attribute)

@@ -33,6 +33,7 @@ def render(data: RunData) -> None:
     if not funnel.empty:
         c2.metric("pairs", f"{int(funnel['rows'].iloc[0]):,}")
         c3.metric("kept", f"{int(funnel['rows'].iloc[-1]):,}")
+    render_findings(data)
     st.subheader("Funnel")
     if funnel.empty:
         st.info("no pairs yet — create them with `fairsift crawl` or `fairsift ingest`")
@@ -51,6 +52,32 @@ def render(data: RunData) -> None:
                                     "finished_at": v.get("finished_at")} for k, v in stages.items()]), hide_index=True)
     with st.expander("Model, config and versions"):
         st.json({"model": model, "config": manifest.get("config"), "versions": manifest.get("versions")})
+
+
+FINDING_TITLES = {"significant_four_fifths": "Significantly below four fifths of the highest-rate group",
+                  "disparity": "Other disparities whose 95% interval excludes parity",
+                  "not_judged": "Not judged (under the minimum count, or no rows)",
+                  "no_disparity": "No disparity detectable"}
+
+
+def render_findings(data: RunData) -> None:
+    """The audit's findings, ranked by evidence (audit/findings.parquet): the same list as the report's."""
+    st.subheader("Findings, ranked by evidence")
+    try:
+        findings = cache.audit_table(_key(data), "findings")
+    except MissingData as exc:
+        st.info(str(exc))
+        return
+    if findings.empty:
+        st.info("the audit wrote no findings")
+        return
+    findings = findings.sort_values("rank")
+    if "min_count" in findings and findings["min_count"].notna().any():
+        st.caption(f"Reference: the highest-rate group with at least {int(findings['min_count'].dropna().iloc[0])} "
+                   "rows; smaller groups are shown but not judged.")
+    for tier, rows in findings.groupby("tier", sort=False):
+        st.markdown(f"**{FINDING_TITLES.get(tier, tier)}**")
+        st.markdown("\n".join(f"{int(r['rank'])}. {r['sentence']}" for _, r in rows.head(10).iterrows()))
 
 
 def _shares(data: RunData) -> pd.DataFrame:
