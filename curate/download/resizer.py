@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import logging
 import sys
 import json
 import os
@@ -64,6 +65,7 @@ Resizer = _img2dataset_resizer_module().Resizer
 # img2dataset's Resizer silences OpenCV by swapping file descriptors 1 and 2 around each call; two threads doing that
 # at once would leave stdout pointing at /dev/null, so calls are serialised (a part resizes in one thread anyway).
 _RESIZE_LOCK = threading.Lock()
+logging.getLogger("exifread").setLevel(logging.CRITICAL)  # it logs "File format not recognized." per non-EXIF file
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
 
@@ -203,7 +205,8 @@ class ImageProcessor:
             return sniffed
         header = _probe(data)
         if isinstance(header, Image.DecompressionBombError):
-            return _failure("decompression_bomb", f"decompression bomb guard: {header}")
+            return _failure("decompression_bomb", f"image over the {self.max_image_pixels}-pixel limit "
+                            f"(decompression bomb guard); Pillow read the header: {header}")
         if isinstance(header, _Header):
             pixels = header.width * header.height
             if pixels > self.max_image_pixels:
@@ -231,5 +234,6 @@ class ImageProcessor:
             reason = str(header).split(" <", 1)[0] or type(header).__name__  # no object reprs in messages
             kind = "truncated" if "truncated" in reason.lower() else "not_an_image"
             return _failure(kind, f"Image decoding error: not a readable image ({reason})")
-        return _failure("decode_error", f"Image decoding error: {header.format or 'image'} {header.width}x"
-                        f"{header.height} could not be decoded ({error.splitlines()[0][:200]})")
+        return _failure("corrupt", f"Image decoding error: {header.format or 'image'} {header.width}x"
+                        f"{header.height} could not be decoded: truncated or corrupt data "
+                        f"({error.splitlines()[0][:200]})")
