@@ -108,7 +108,9 @@ class _Handler(SimpleHTTPRequestHandler):
     def _route(self):  # noqa: C901 - one branch per route, read top to bottom
         parts = urlsplit(self.path).path.lstrip("/").split("/")
         head, rest = parts[0], "/".join(parts[1:])
-        if head == "status" and len(parts) >= 2:
+        if head == "robots.txt" and self.server.robots_status is not None:
+            self._plain(self.server.robots_status, b"robots.txt unavailable")
+        elif head == "status" and len(parts) >= 2:
             code = int(parts[1])
             self._plain(code, f"status {code}".encode())
         elif head == "slow" and len(parts) >= 3:
@@ -216,6 +218,7 @@ class _Server(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.stopping = threading.Event()
+        self.robots_status: int | None = None
 
     def record(self, handler: _Handler) -> None:
         with self.lock:
@@ -237,10 +240,12 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """`with LoopbackServer(folder) as server: server.url("a.jpg")` — bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, directory: str | Path, port: int = 0):
+    def __init__(self, directory: str | Path, port: int = 0, robots_status: int | None = None):
+        """robots_status: answer /robots.txt with this HTTP status instead of the folder's file."""
         self.directory = Path(directory)
         handler = functools.partial(_Handler, directory=str(self.directory))
         self.httpd = _Server(("127.0.0.1", port), handler)
+        self.httpd.robots_status = robots_status
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="fairsift-loopback", daemon=True)
 

@@ -91,6 +91,8 @@ def is_private_address(ip: IPAddress) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             return True
+        if ip.ipv4_mapped is not None or ip in _NAT64:  # reaches exactly the IPv4 address it carries
+            return is_private_address(_embedded_ipv4(ip))
         inner = _embedded_ipv4(ip)
         if inner is not None and is_private_address(inner):
             return True
