@@ -7,7 +7,7 @@ CGNAT/shared (100.64/10), 0.0.0.0/8, multicast, reserved, documentation ranges, 
 (IPv4-mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64 64:ff9b::/96).
 
 Where the check happens, and why it cannot be dodged:
-- `guarded_connect` resolves the host, refuses when ANY address is not public, and connects to exactly the address it
+- `guarded_connect` resolves the host (`lookup`: cached, hedged against dropped DNS queries), refuses when ANY address is not public, and connects to exactly the address it
   checked (the socket's peer is verified too). There is no second DNS lookup between check and connect, so DNS
   rebinding cannot slip a private address in. Every spelling of an address - "2130706433", "0x7f.1", "0177.0.0.1",
   "127.1", "0", "[::ffff:7f00:1]", "localhost." - comes out of the resolver as the address it means, so it is judged by
@@ -22,8 +22,11 @@ Where the check happens, and why it cannot be dodged:
 from __future__ import annotations
 
 import ipaddress
+import queue
 import re
 import socket
+import threading
+import time
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -112,6 +115,76 @@ def getaddrinfo(host: str, port: int) -> list[tuple]:
     return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
 
 
+DNS_TTL = 300.0  # seconds an answer is reused by connects in this process
+DNS_NEGATIVE_TTL = 60.0  # ... and a failed lookup (EAI_AGAIN, a temporary failure: DNS_TEMPORARY_TTL)
+DNS_TEMPORARY_TTL = 5.0
+DNS_HEDGE_AFTER = 1.0  # seconds before the same lookup is asked again, in parallel
+DNS_MAX_PARALLEL = 3
+_dns_lock = threading.Lock()
+_dns_cache: dict[tuple[str, int], tuple[float, object]] = {}
+_dns_inflight: dict[tuple[str, int], threading.Event] = {}
+
+
+def clear_dns_cache() -> None:
+    with _dns_lock:
+        _dns_cache.clear()
+
+
+def _hedged(host: str, port: int) -> list[tuple]:
+    """getaddrinfo, asked again in parallel when no answer came within DNS_HEDGE_AFTER seconds: glibc waits 5 s
+    (resolv.conf's timeout) before repeating a query a resolver dropped, and a lossy resolver drops many. The first
+    answer wins, an NXDOMAIN included; the slower lookups finish in the background."""
+    answers: queue.Queue = queue.Queue()
+
+    def ask() -> None:
+        try:
+            answers.put((True, getaddrinfo(host, port)))
+        except (OSError, UnicodeError) as exc:
+            answers.put((False, exc))
+
+    for attempt in range(DNS_MAX_PARALLEL):
+        threading.Thread(target=ask, name="fairsift-dns", daemon=True).start()
+        try:
+            ok, value = answers.get(timeout=DNS_HEDGE_AFTER if attempt + 1 < DNS_MAX_PARALLEL else None)
+        except queue.Empty:
+            continue
+        if ok:
+            return value
+        raise value
+    raise AssertionError("unreachable")
+
+
+def lookup(host: str, port: int) -> list[tuple]:
+    """getaddrinfo for connects: cached per process (answers and failures), one lookup per name at a time, hedged
+    against dropped queries. Raises socket.gaierror when the name does not resolve."""
+    key = (host.lower(), port)
+    while True:
+        with _dns_lock:
+            entry = _dns_cache.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                if isinstance(entry[1], BaseException):
+                    raise entry[1]
+                return entry[1]  # type: ignore[return-value]
+            waiting = _dns_inflight.get(key)
+            if waiting is None:
+                _dns_inflight[key] = threading.Event()
+                break
+        waiting.wait()
+    try:
+        infos: object = _hedged(host, port)
+        ttl = DNS_TTL
+    except (OSError, UnicodeError) as exc:
+        infos = exc
+        temporary = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
+        ttl = DNS_TEMPORARY_TTL if temporary else DNS_NEGATIVE_TTL
+    with _dns_lock:
+        _dns_cache[key] = (time.monotonic() + ttl, infos)
+        _dns_inflight.pop(key).set()
+    if isinstance(infos, BaseException):
+        raise infos
+    return infos  # type: ignore[return-value]
+
+
 def resolve(host: str) -> list[IPAddress]:
     """Every address a host resolves to (an IP literal, in any spelling, resolves to itself); [] when it does not."""
     literal = parse_ip(host)
@@ -157,7 +230,7 @@ def guarded_connect(host: str, port: int, timeout: Optional[float], *, allow_pri
     """socket.create_connection that checks the addresses it connects to. Resolves `host` once; unless
     allow_private, raises PrivateNetworkError before any connection when any of its addresses is not public; then
     connects to the checked addresses in turn. OSErrors (refused, unreachable, timeouts) propagate as usual."""
-    infos = getaddrinfo(host, port)  # socket.gaierror propagates: a DNS failure
+    infos = lookup(host, port)  # socket.gaierror propagates: a DNS failure
     if not allow_private:
         for info in infos:
             ip = parse_ip(str(info[4][0]))
