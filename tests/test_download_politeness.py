@@ -228,3 +228,11 @@ def test_a_thousand_urls_on_unreachable_hosts_all_get_a_status(tmp_path):
     assert set(counts["status"]) == {"failed_to_download", "host_unreachable"}
     assert set(counts["failures"]) <= {"dns", "refused", "circuit_breaker"}
     assert counts["failures"]["circuit_breaker"] >= 1000 - 4 * 150 * 3  # at most 3 tries per host and part
+
+
+def test_transient_failures_are_retried_only_when_asked(server, tmp_path):
+    once = server.url("throttle/500/none/1/img4.jpg")  # a 500, then the image
+    assert _run(tmp_path / "none", [[once]])["failures"] == {"http_500": 1}
+    again = server.url("throttle/502/none/1/img5.jpg")
+    assert _run(tmp_path / "one", [[again]], retries=1)["status"] == {"success": 1}
+    assert server.count("/throttle/502") == 2

@@ -123,8 +123,12 @@ class PartFetcher:
         try:
             while remaining:
                 row, fetched = results.get()
-                on_result(row, fetched)
                 remaining -= 1
+                try:
+                    on_result(row, fetched)
+                except Exception as exc:  # noqa: BLE001 - a bug must cost one row, never the part
+                    traceback.print_exc()
+                    on_result(row, Fetched(STATUS_FAILED_DOWNLOAD, "internal", f"internal error: {exc!r}"))
         finally:
             for thread in threads:
                 thread.join(timeout=0 if remaining else None)
@@ -154,7 +158,7 @@ class PartFetcher:
         except FetchError as error:
             status = error.status or STATUS_FAILED_DOWNLOAD
             if error.kind in TRANSIENT_KINDS and job.attempt < self.settings.retries:
-                scheduler.retry(job, 0.0)
+                scheduler.retry(job, 0.0, answered=error.kind.startswith("http_"))
                 return
             dropped = scheduler.finish(job, connection_failure=error.connection_failure,
                                        failure_message=error.message)

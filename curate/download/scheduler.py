@@ -138,11 +138,11 @@ class HostScheduler:
         with self._cond:
             return self._hosts[host].closed
 
-    def retry(self, job: Job, after: float) -> None:
+    def retry(self, job: Job, after: float, *, answered: bool = True) -> None:
         """Put a row back at the head of its host's queue; the host is paused for `after` seconds."""
         with self._cond:
             state = self._release(job)
-            state.answered = True
+            state.answered = state.answered or answered
             state.pending.appendleft(Job(job.row, job.url, job.host, job.attempt + 1))
             now = time.monotonic()
             state.not_before = max(state.not_before, now + after)
