@@ -25,7 +25,6 @@ from curate.net.http import FetchError, HttpClient, HttpSettings, parse_retry_af
 from curate.schemas import (
     STATUS_BLOCKED_DOMAIN,
     STATUS_FAILED_DOWNLOAD,
-    STATUS_HOST_UNREACHABLE,
     STATUS_OPTED_OUT,
     STATUS_REFUSED_ROBOTS,
 )
@@ -64,9 +63,8 @@ class FetchSettings:
 class _HostClosed(FetchError):
     """A 429/503 whose Retry-After is longer than we wait: this row fails and so do the host's remaining rows."""
 
-    def __init__(self, message: str, reason: str, dropped: list[Job]):
+    def __init__(self, message: str, dropped: list[Job]):
         super().__init__("throttled", message)
-        self.reason = reason
         self.dropped = dropped
 
 
@@ -143,17 +141,16 @@ class PartFetcher:
                 results.put((job.row, Fetched(STATUS_FAILED_DOWNLOAD, "internal", f"internal error: {exc!r}")))
 
     def _one(self, job: Job, scheduler: HostScheduler, results: queue.Queue) -> None:
-        closed = scheduler.closed_message(job.host)
+        closed = scheduler.closed_as(job.host)
         if closed is not None:  # closed while this row waited
             scheduler.finish(job)
-            results.put((job.row, Fetched(STATUS_HOST_UNREACHABLE, "circuit_breaker", closed)))
+            results.put((job.row, Fetched(*closed)))
             return
         try:
             fetched = self._fetch(job, scheduler)
         except _HostClosed as closed_host:  # the scheduler already released the row
             results.put((job.row, Fetched(STATUS_FAILED_DOWNLOAD, closed_host.kind, closed_host.message)))
-            for other in closed_host.dropped:
-                results.put((other.row, Fetched(STATUS_FAILED_DOWNLOAD, closed_host.kind, closed_host.reason)))
+            self._drop(closed_host.dropped, scheduler, results)
             return
         except FetchError as error:
             status = error.status or STATUS_FAILED_DOWNLOAD
@@ -172,8 +169,7 @@ class PartFetcher:
 
     def _drop(self, dropped: list[Job], scheduler: HostScheduler, results: queue.Queue) -> None:
         for other in dropped:
-            results.put((other.row, Fetched(STATUS_HOST_UNREACHABLE, "circuit_breaker",
-                                            scheduler.closed_message(other.host))))
+            results.put((other.row, Fetched(*scheduler.closed_as(other.host))))
 
     def _before_hop(self, first_host: str, scheduler: HostScheduler):
         def check(url: str) -> None:
@@ -212,10 +208,11 @@ class PartFetcher:
         if response.status in THROTTLE_CODES:
             wait = parse_retry_after(response.headers.get("Retry-After"))
             if wait is not None and wait > s.retry_after_max:
-                reason = (f"not requested: {job.host} asked to wait {wait:g} s (Retry-After), over the "
-                          f"{s.retry_after_max:g} s this download waits")
-                message += f" (Retry-After {wait:g} s is over the {s.retry_after_max:g} s this download waits)"
-                raise _HostClosed(message, reason, scheduler.close(job, reason))
+                # one message for this row and the host's rows left unrequested: which rows were already in flight
+                # when the host asked to wait depends on timing, the message must not
+                reason = (f"{job.host} answered {response.status} asking to wait {wait:g} s (Retry-After), over the "
+                          f"{s.retry_after_max:g} s this download waits; its remaining rows are not requested")
+                raise _HostClosed(reason, scheduler.close(job, STATUS_FAILED_DOWNLOAD, "throttled", reason))
             if wait is not None and job.attempt < s.throttle_retries:
                 scheduler.retry(job, wait)
                 return None

@@ -21,6 +21,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
+from curate.schemas import STATUS_HOST_UNREACHABLE
+
 
 @dataclass
 class Job:
@@ -36,7 +38,7 @@ class _Host:
     in_flight: int = 0
     answered: bool = False
     failures: int = 0
-    closed: Optional[str] = None
+    closed: Optional[tuple[str, str, str]] = None  # (status, error kind, message) of the rows it leaves
     not_before: float = 0.0
     interval: float = 0.0
     queued: bool = False
@@ -126,7 +128,8 @@ class HostScheduler:
             elif connection_failure:
                 state.failures += 1
                 if state.failures >= self.failure_limit and state.closed is None:
-                    state.closed = (f"not requested: {job.host} failed {state.failures} consecutive time(s)"
+                    state.closed = (STATUS_HOST_UNREACHABLE, "circuit_breaker",
+                                    f"not requested: {job.host} failed {state.failures} consecutive time(s)"
                                     f" (last: {failure_message})")
                     dropped = list(state.pending)
                     state.pending.clear()
@@ -134,7 +137,8 @@ class HostScheduler:
             self._cond.notify_all()
             return dropped
 
-    def closed_message(self, host: str) -> Optional[str]:
+    def closed_as(self, host: str) -> Optional[tuple[str, str, str]]:
+        """(status, error kind, message) for the rows of a closed host, None while it is open."""
         with self._cond:
             return self._hosts[host].closed
 
@@ -149,13 +153,13 @@ class HostScheduler:
             self._place(job.host, now)
             self._cond.notify_all()
 
-    def close(self, job: Job, reason: str) -> list[Job]:
+    def close(self, job: Job, status: str, kind: str, reason: str) -> list[Job]:
         """Finish a row and stop requesting its host; returns the host's remaining rows."""
         with self._cond:
             state = self._release(job)
             state.answered = True
             if state.closed is None:
-                state.closed = reason
+                state.closed = (status, kind, reason)
             dropped = list(state.pending)
             state.pending.clear()
             self._cond.notify_all()
