@@ -39,6 +39,6 @@ def invalid_url_reason(url: Optional[str]) -> Optional[str]:
         return f"unsupported scheme {parts.scheme!r} (only http and https are downloaded)"
     if not parts.hostname:
         return "url has no host"
-    if any(ord(c) < 33 for c in url.strip()):
-        return "url contains whitespace or control characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "url contains control characters"  # (a space is sent percent-encoded, as browsers do)
     return None
