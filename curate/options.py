@@ -5,10 +5,12 @@ Unknown keys are refused (`extra="forbid"`) so that a typo in a config file stop
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Options(BaseModel):
@@ -34,15 +36,52 @@ class IngestOptions(_Options):
 
 
 class DownloadOptions(_Options):
+    """Options of `fairsift download`. SPEED_SETTINGS only change how fast (and how politely) rows are fetched;
+    every other option shapes the shards, so changing it redownloads the parts (curate.parts lineage)."""
+
     image_size: int = Field(256, ge=8)
     resize_mode: Literal["no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"] = "border"
-    processes: int = Field(1, ge=1)
-    threads: int = Field(32, ge=1)
-    timeout: int = Field(10, ge=1)
-    retries: int = Field(0, ge=0)
+    processes: int = Field(1, ge=1, description="kept for old configs: parallelism across parts is the engine's")
+    threads: int = Field(32, ge=1, description="fetch threads per part")
+    timeout: int = Field(10, ge=1, description="seconds for a connect and for each read")
+    total_timeout: float = Field(60.0, gt=0, description="seconds one request may take in all (slow trickles end)")
+    retries: int = Field(0, ge=0, description="retries of transient failures (timeouts, resets, 500/502/504); "
+                                             "DNS failures and refused connections are never retried")
     allow_private_network: bool = False
     disallowed_header_directives: list[str] = Field(default_factory=lambda: ["noai", "noimageai"])
     encode_quality: int = Field(95, ge=1, le=100)
+    user_agent: Optional[str] = Field(None, description="default: fairsift/<version> (+<contact>)")
+    contact: str = Field("https://github.com/fairsift/fairsift",
+                         description="URL or e-mail where site owners reach you; goes in the default User-Agent")
+    respect_robots_txt: bool = True
+    per_host_concurrency: int = Field(8, ge=1, description="requests in flight per host, at most")
+    per_host_rps: Optional[float] = Field(None, gt=0, description="request starts per second per host, at most")
+    host_failure_limit: int = Field(3, ge=1, description="consecutive connection failures that close a host")
+    throttle_retries: int = Field(2, ge=0, description="retries of a 429/503 that sends Retry-After")
+    retry_after_max: float = Field(30.0, ge=0, description="longest Retry-After waited; longer ones fail the host")
+    allowed_domains: list[str] = Field(default_factory=list, description="only these domains (and subdomains)")
+    blocked_domains: list[str] = Field(default_factory=list, description="never these domains (and subdomains)")
+    max_bytes: int = Field(32 << 20, ge=1024, description="largest body read (after decompression)")
+    max_redirects: int = Field(10, ge=0)
+    max_image_pixels: int = Field(89_478_485, ge=1, description="larger images are refused (decompression bombs)")
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent_has_contact(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.search(r"https?://|@", value):
+            raise ValueError("user_agent must include a contact URL or e-mail address, so site owners can reach "
+                             f"whoever runs the download (got {value!r})")
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _contact_is_reachable(cls, value: str) -> str:
+        if not re.search(r"https?://\S+|\S+@\S+", value):
+            raise ValueError(f"contact must be a URL or an e-mail address (got {value!r})")
+        return value
+
+
+DOWNLOAD_SPEED_SETTINGS = ("processes", "threads", "per_host_concurrency", "per_host_rps")
 
 
 class DedupOptions(_Options):

@@ -55,6 +55,9 @@ STATUS_PRIVATE_NETWORK = "blocked_private_network"
 STATUS_INVALID_URL = "invalid_url"
 STATUS_FAILED_DOWNLOAD = "failed_to_download"
 STATUS_FAILED_RESIZE = "failed_to_resize"
+STATUS_HOST_UNREACHABLE = "host_unreachable"  # not requested: the host's circuit breaker is open
+STATUS_REFUSED_ROBOTS = "refused_robots"  # robots.txt disallows the URL for our user agent
+STATUS_BLOCKED_DOMAIN = "blocked_domain"  # outside the allowed domains or inside a blocked one
 
 AUDIT = pa.schema(
     [

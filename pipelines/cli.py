@@ -112,21 +112,35 @@ def download(
     image_size: int = typer.Option(256, "--image-size"),
     resize_mode: str = typer.Option("border", "--resize-mode", help="no | keep_ratio | keep_ratio_largest | center_crop | border"),
     processes: int = typer.Option(1, "--processes"),
-    threads: int = typer.Option(32, "--threads"),
-    timeout: int = typer.Option(10, "--timeout", help="seconds per request"),
+    threads: int = typer.Option(32, "--threads", help="fetch threads per part"),
+    timeout: int = typer.Option(10, "--timeout", help="seconds per connect and per read"),
     allow_private_network: bool = typer.Option(False, "--allow-private-network", help="allow 127.0.0.1 and LAN hosts"),
+    retries: int = typer.Option(0, "--retries", help="retries of timeouts, resets and 500/502/504 (never of dead hosts)"),
+    user_agent: Optional[str] = typer.Option(None, "--user-agent", help="User-Agent; must hold a contact URL or e-mail"),
+    contact: Optional[str] = typer.Option(None, "--contact", help="URL or e-mail put in the default User-Agent"),
+    ignore_robots_txt: bool = typer.Option(False, "--ignore-robots-txt", help="do not fetch or obey robots.txt"),
+    per_host_concurrency: int = typer.Option(8, "--per-host-concurrency", help="requests in flight per host"),
+    per_host_rps: Optional[float] = typer.Option(None, "--per-host-rps", help="request starts per second per host"),
+    host_failure_limit: int = typer.Option(3, "--host-failure-limit", help="consecutive connection failures that close a host (host_unreachable)"),
+    allow_domain: Optional[List[str]] = typer.Option(None, "--allow-domain", help="download only from this domain and its subdomains (repeatable)"),
+    block_domain: Optional[List[str]] = typer.Option(None, "--block-domain", help="never download from this domain or its subdomains (repeatable)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
 ):
-    """Download and resize every pair's image (img2dataset) into RUN/shards/."""
+    """Download and resize every pair's image (img2dataset's resizer) into RUN/shards/."""
     from pydantic import ValidationError
 
     from curate.download.stage import download as download_stage
     from curate.options import DownloadOptions
 
+    extra = {"contact": contact} if contact else {}
     try:
         opts = DownloadOptions(image_size=image_size, resize_mode=resize_mode, processes=processes, threads=threads,
-                               timeout=timeout, allow_private_network=allow_private_network)
+                               timeout=timeout, allow_private_network=allow_private_network, retries=retries,
+                               user_agent=user_agent, respect_robots_txt=not ignore_robots_txt,
+                               per_host_concurrency=per_host_concurrency, per_host_rps=per_host_rps,
+                               host_failure_limit=host_failure_limit, allowed_domains=list(allow_domain or []),
+                               blocked_domains=list(block_domain or []), **extra)
     except ValidationError as exc:
         _fail(str(exc))
     _run_stage(run, "download", download_stage, run, opts, engine=engine, ray_address=ray_address)

@@ -1,31 +1,30 @@
 """A small, polite, same-host, breadth-first crawler: it yields the HTML pages below an http(s) start URL.
 
-Polite: one request at a time, a timeout on every request, robots.txt obeyed, pages capped in size and number.
-Safe: every hop (start URL, links, redirects, robots.txt) goes through netguard unless private networks are allowed,
-so a page cannot make the crawler probe the local network. Failures are counted, never raised.
+Polite: one request at a time, robots.txt obeyed (fetched once per host, curate.net.robots), pages capped in size and
+number, every request bounded in time. Safe: all fetching goes through curate.net.http, the client the download stage
+uses too, so every connection (start URL, links, redirects, robots.txt) passes netguard's private-network check on the
+address actually connected, unless private networks are allowed. Failures are counted, never raised.
 """
 
 from __future__ import annotations
 
-import http.client
 import logging
-import urllib.error
-import urllib.request
-import urllib.robotparser
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urldefrag, urlsplit
 
+from curate.net import robots
+from curate.net.http import FetchError, HttpClient, HttpSettings, default_user_agent, user_agent_token
 from curate.sources.html_pairs import Page
-from curate.net.netguard import PrivateNetworkError, ensure_public
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "fairsift-crawler/0.1 (+https://github.com/fairsift/fairsift)"
+USER_AGENT = default_user_agent()
 MAX_PAGE_BYTES = 8 << 20
 MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+PRIVATE_STATUS = "blocked_private_network"
 
 
 @dataclass
@@ -36,22 +35,6 @@ class CrawlLimits:
     allow_private_network: bool
 
 
-class _GuardedRedirects(urllib.request.HTTPRedirectHandler):
-    """Checks every redirect target with netguard before following it."""
-
-    max_redirections = MAX_REDIRECTS
-
-    def __init__(self, allow_private_network: bool):
-        self.allow_private_network = allow_private_network
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urlsplit(newurl).scheme not in ("http", "https"):
-            raise urllib.error.URLError(f"redirect to a non-http URL {newurl!r}")
-        if not self.allow_private_network:
-            ensure_public(newurl)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 class _NotHtml(Exception):
     pass
 
@@ -59,60 +42,53 @@ class _NotHtml(Exception):
 class HttpFetcher:
     def __init__(self, limits: CrawlLimits):
         self.limits = limits
-        self._opener = urllib.request.build_opener(_GuardedRedirects(limits.allow_private_network))
-        self._host_is_public: dict[str, bool] = {}
+        self.client = HttpClient(HttpSettings(
+            user_agent=USER_AGENT, timeout=limits.timeout, total_timeout=max(30.0, 3 * limits.timeout),
+            max_bytes=MAX_PAGE_BYTES, max_redirects=MAX_REDIRECTS,
+            allow_private_network=limits.allow_private_network, connections_per_host=1))
+        self.token = user_agent_token(USER_AGENT)
 
-    def check_host(self, url: str) -> None:
-        """Raise PrivateNetworkError for a private host (answers cached per host for the crawl)."""
-        if self.limits.allow_private_network:
-            return
-        host = urlsplit(url).netloc
-        if host not in self._host_is_public:
-            try:
-                ensure_public(url)
-                self._host_is_public[host] = True
-            except PrivateNetworkError:
-                self._host_is_public[host] = False
-        if not self._host_is_public[host]:
-            raise PrivateNetworkError(url)
+    def close(self) -> None:
+        self.client.close()
 
     def get(self, url: str) -> tuple[str, bytes, str | None, str]:
-        """(final URL, body, charset, content type); raises on network errors, HTTP errors and private hosts."""
-        self.check_host(url)
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "text/html,*/*;q=0.5"})
-        with self._opener.open(request, timeout=self.limits.timeout) as response:
-            content_type = (response.headers.get_content_type() or "").lower()
-            body = response.read(MAX_PAGE_BYTES)
-            return response.geturl(), body, response.headers.get_content_charset(), content_type
+        """(final URL, body, charset, content type); raises FetchError on network and HTTP errors and refusals.
+        A page over MAX_PAGE_BYTES is cut there (its first 8 MiB still hold pairs)."""
+        response = self.client.get(url, accept="text/html,application/xhtml+xml,*/*;q=0.5", truncate=True)
+        if not 200 <= response.status < 300:
+            raise FetchError(f"http_{response.status}", f"{url}: HTTP {response.status}")
+        content_type = response.headers.get("Content-Type", "")
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        charset = None
+        for param in content_type.split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"\'')
+        return response.url, response.body, charset, media_type
 
     def robots(self, start_url: str) -> Callable[[str], bool]:
-        """A can-fetch test from the host's robots.txt; a missing or unreachable robots.txt allows everything."""
-        parts = urlsplit(start_url)
-        parser = urllib.robotparser.RobotFileParser()
+        """A can-fetch test from the host's robots.txt (RFC 9309 reading, see curate.net.robots). A host that cannot
+        be reached at all allows everything: its pages then fail on their own and are counted."""
         try:
-            _, body, charset, _ = self.get(f"{parts.scheme}://{parts.netloc}/robots.txt")
-            parser.parse(body.decode(charset or "utf-8", errors="replace").splitlines())
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):  # same reading as the standard library's RobotFileParser.read
-                return lambda url: False
+            rules = robots.CACHE.rules(start_url, self.client)
+        except FetchError:
             return lambda url: True
-        except (OSError, ValueError, http.client.HTTPException):
-            return lambda url: True
-        return lambda url: parser.can_fetch(USER_AGENT, url)
+        return lambda url: rules.allows(url, self.token)
 
 
 def crawl_site(start_url: str, limits: CrawlLimits, counts: Counter, on_page: Callable[[Page], list[str]]) -> None:
     """Fetch the pages of one start URL breadth-first (same host, at most `max_pages` fetched, `max_depth` links
     deep) and hand each HTML page to `on_page`, which returns the page's links."""
     fetcher = HttpFetcher(limits)
-    start_url = urldefrag(start_url).url
-    host = urlsplit(start_url).netloc
     try:
-        fetcher.check_host(start_url)
-    except PrivateNetworkError as exc:
-        log.warning("%s", exc)
-        counts["pages_refused_private"] += 1
-        return
+        _crawl(fetcher, urldefrag(start_url).url, limits, counts, on_page)
+    finally:
+        fetcher.close()
+
+
+def _crawl(fetcher: HttpFetcher, start_url: str, limits: CrawlLimits, counts: Counter,
+           on_page: Callable[[Page], list[str]]) -> None:
+    host = urlsplit(start_url).netloc
     allowed = fetcher.robots(start_url)
     queue, queued, fetched = deque([(start_url, 0)]), {start_url}, 0
     while queue and fetched < limits.max_pages:
@@ -125,16 +101,16 @@ def crawl_site(start_url: str, limits: CrawlLimits, counts: Counter, on_page: Ca
             final_url, body, charset, content_type = fetcher.get(url)
             if content_type not in HTML_TYPES:
                 raise _NotHtml(content_type)
-        except PrivateNetworkError as exc:
-            log.warning("%s", exc)
-            counts["pages_refused_private"] += 1
+        except FetchError as exc:
+            if exc.status == PRIVATE_STATUS:
+                log.warning("%s", exc)
+                counts["pages_refused_private"] += 1
+            else:
+                log.info("crawl: %s failed: %s", url, exc)
+                counts["pages_failed"] += 1
             continue
         except _NotHtml:
             counts["pages_not_html"] += 1
-            continue
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, HTTPError, timeouts, bad URLs
-            log.info("crawl: %s failed: %s", url, exc)
-            counts["pages_failed"] += 1
             continue
         links = on_page(Page(url=final_url, source="http", body=body, http_charset=charset))
         if depth >= limits.max_depth:
