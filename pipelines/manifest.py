@@ -13,6 +13,8 @@ from typing import Any, Iterator
 from curate.versions import package_versions
 
 MANIFEST = "manifest.json"
+
+
 def load(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
@@ -59,6 +61,20 @@ def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: f
     return manifest
 
 
+def record_failure(run_dir: str | os.PathLike, stage: str, seconds: float, exc: BaseException,
+                   counts: dict | None = None) -> dict[str, Any]:
+    """Record a stage that ended with an exception: `interrupted` for Ctrl-C/SIGTERM (the exception then names the
+    stage, for the one line the CLI prints), `failed` otherwise."""
+    from pipelines.interrupt import Interrupted, as_interrupted
+
+    stopped = as_interrupted(exc)
+    if stopped is not None:
+        if isinstance(exc, Interrupted) and exc.stage is None:
+            exc.stage = stage  # the innermost stage names the interruption
+        return record_stage(run_dir, stage, "interrupted", seconds, counts, error=str(stopped))
+    return record_stage(run_dir, stage, "failed", seconds, counts, error=f"{type(exc).__name__}: {exc}")
+
+
 @contextmanager
 def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
     """Record a stage's status, timing and counts; the body fills the yielded dict with counts."""
@@ -67,7 +83,7 @@ def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
     try:
         yield counts
     except BaseException as exc:
-        record_stage(run_dir, stage, "failed", time.perf_counter() - start, counts, error=f"{type(exc).__name__}: {exc}")
+        record_failure(run_dir, stage, time.perf_counter() - start, exc, counts)
         raise
     record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
 

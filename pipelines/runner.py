@@ -17,7 +17,7 @@ from typing import Any, Callable
 from curate.layout import STAGE_OUTPUTS
 from pipelines import manifest
 from pipelines.config import RunConfig
-from pipelines.summary import console, funnel_table, print_stage_summary
+from pipelines.summary import console, funnel_table, print_stage_skipped, print_stage_summary
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -50,22 +50,21 @@ def _run(run_dir: Path, stage: str, fn: Callable[[], dict], options: Any, upstre
     outputs = _outputs(run_dir, stage)
     if previous.get("status") == "done" and previous.get("fingerprint") == fingerprint and outputs \
             and previous.get("outputs") == outputs:
-        console.print(f"[dim]{stage}: unchanged since {previous.get('finished_at')}, skipped[/]")
+        print_stage_skipped(stage, f"unchanged since {previous.get('finished_at')}", previous.get("counts", {}))
         return previous.get("counts", {})
     console.rule(f"[bold]{stage}")
     start = time.perf_counter()
     try:
         counts = fn() or {}
     except BaseException as exc:
-        manifest.record_stage(run_dir, stage, "failed", time.perf_counter() - start, {},
-                              error=f"{type(exc).__name__}: {exc}")
+        manifest.record_failure(run_dir, stage, time.perf_counter() - start, exc)
         raise
     manifest.record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
     data = manifest.load(run_dir)
     data["stages"][stage]["fingerprint"] = fingerprint
     data["stages"][stage]["outputs"] = _outputs(run_dir, stage)
     manifest.save(run_dir, data)
-    print_stage_summary(stage, counts)
+    print_stage_summary(stage, counts, data["stages"][stage].get("seconds"))
     return counts
 
 

@@ -26,11 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from curate import tables
 from curate.filter.context import FilterContext
+from curate.filter.reason_codes import with_reason_codes
 from curate.filter.steps import (
     STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
     ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )
 from curate.schemas import STATUS_SUCCESS
+from curate.suggest import did_you_mean, validation_lines
 
 StepConfig = Annotated[
     Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, ImageSizeStep,
@@ -92,10 +94,10 @@ def _normalise_step(item: Any) -> Any:
             if key in STEP_NAMES and (value is None or isinstance(value, dict)):
                 return {"name": key, **(value or {})}
             if "name" not in item:
-                raise ValueError(f"unknown filter step {key!r}; steps are: {', '.join(STEP_NAMES)}")
+                raise ValueError(f"unknown filter step {key!r}{did_you_mean(key, STEP_NAMES)}; steps are: {', '.join(STEP_NAMES)}")
     name = item.get("name") if isinstance(item, dict) else item
     if isinstance(name, str) and name not in STEP_NAMES:
-        raise ValueError(f"unknown filter step {name!r}; steps are: {', '.join(STEP_NAMES)}")
+        raise ValueError(f"unknown filter step {name!r}{did_you_mean(name, STEP_NAMES)}; steps are: {', '.join(STEP_NAMES)}")
     return item
 
 
@@ -105,11 +107,7 @@ def default_filter_config() -> FilterConfig:
 
 
 def _format_errors(path: Path, exc: ValidationError, prefix: str = "") -> str:
-    lines = [f"invalid filter config {path}:"]
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  {prefix}{where}: {err['msg']}")
-    return "\n".join(lines)
+    return "\n".join([f"invalid filter config {path}:"] + validation_lines(exc, FilterConfig, prefix))
 
 
 def load_filter_config(path: str | Path) -> FilterConfig:
@@ -154,6 +152,7 @@ def filter_run(run_dir: str | Path, config: FilterConfig) -> dict:
     results: list[tuple[str, StepResult]] = [(DOWNLOAD_STEP, download_result(ctx))]
     results += [(step.name, step.evaluate(ctx)) for step in config.steps]
     decisions, counts = _combine(ctx, results)
+    decisions = with_reason_codes(decisions)
     tables.write_table(run_dir, "decisions", decisions)
     return counts
 
