@@ -263,14 +263,38 @@ class RunData:
          .assign(ratio=lambda d: d["inclusion_rate"] / d["overall"].where(d["overall"] > 0))
 
     # ---- geography ----
-    def country_table(self) -> pd.DataFrame:
+    def populations(self) -> list[str]:
+        """The populations shares can be taken over, as composition names them: downloaded, kept (else all pairs)."""
+        if self.has("decisions"):
+            return ["downloaded", "kept"]
+        return ["all pairs"]
+
+    def _population_rows(self, population: str) -> str:
+        """SQL of the uids of a population, one row per decisions row, as audit/composition counts them."""
+        if population == "kept" and self.has("decisions"):
+            return "select uid from decisions where kept"
+        if population == "downloaded" and self.has("decisions"):
+            has_download = "pass_download" in self.columns("decisions")
+            return "select uid from decisions" + (" where pass_download" if has_download else "")
+        return "select uid from groups"
+
+    def country_table(self, population: str = "downloaded") -> tuple[pd.DataFrame, int, int]:
+        """Per country: rows n and share of the population, with the population's size and its rows without a
+        country signal. The denominator is every row of the population, countries missing included: the same as
+        audit/composition (where those rows are the group '(missing)'), so both pages show the same shares."""
         self.require("groups")
         cols = self.columns("groups")
         if "country" not in cols:
             raise MissingData("the groups table has no country column — rerun `fairsift audit`")
-        extra = ", any_value(region) region" if "region" in cols else ""
-        extra += ", any_value(income_group) income_group" if "income_group" in cols else ""
-        src = ", count(*) filter (where country_source = 'caption') from_caption, count(*) filter (where " \
-              "country_source = 'cctld') from_cctld" if "country_source" in cols else ""
-        return self.df(f"select country, count(*) n, count(*) / (select count(*) from groups) share{extra}{src} "
-                       "from groups where country is not null group by country order by n desc")
+        extra = ", any_value(g.region) region" if "region" in cols else ""
+        extra += ", any_value(g.income_group) income_group" if "income_group" in cols else ""
+        src = ", count(*) filter (where g.country_source = 'caption') from_caption, count(*) filter (where " \
+              "g.country_source = 'cctld') from_cctld" if "country_source" in cols else ""
+        # groups holds one row per uid; the population may repeat a uid (one row per shards row), as composition does
+        rows = f"(select p.uid, gg.* exclude (uid) from ({self._population_rows(population)}) p " \
+               f"left join (select * from groups qualify row_number() over (partition by uid) = 1) gg using (uid)) g"
+        totals = self.df(f"select count(*) total, count(*) filter (where g.country is null) missing from {rows}")
+        total, missing = int(totals["total"][0]), int(totals["missing"][0])
+        table = self.df(f"select g.country, count(*) n, count(*) / ? share{extra}{src} from {rows} "
+                        "where g.country is not null group by g.country order by n desc, g.country", [max(total, 1)])
+        return table, total, missing

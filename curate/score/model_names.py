@@ -25,7 +25,7 @@ def check_model_name(model: str, pretrained: Optional[str] = None, checkpoint: O
     known = open_clip.list_models()
     if model not in known:
         guesses = closest(model, known + [TEST_MODEL])
-        hint = f"did you mean {' or '.join(guesses)}? " if guesses else ""
+        hint = _hint(guesses)
         raise ValueError(f"unknown open_clip architecture {model!r}; {hint}"
                          f"`python -c \"import open_clip; print(open_clip.list_models())\"` lists all {len(known)}; "
                          f"also accepted: hf-hub:org/repo, or {TEST_MODEL} (tests)")
@@ -34,6 +34,13 @@ def check_model_name(model: str, pretrained: Optional[str] = None, checkpoint: O
         tags = open_clip.list_pretrained_tags_by_model(model)
         guesses = closest(pretrained, tags)
         ordered = guesses + [t for t in tags if t not in guesses]
-        hint = f"did you mean {' or '.join(guesses)}? " if guesses else ""
+        hint = _hint(guesses)
         raise ValueError(f"unknown pretrained tag {pretrained!r} for {model}; {hint}"
                          f"its tags: {', '.join(ordered) or 'none (pass --checkpoint PATH)'}")
+
+
+def _hint(guesses: list[str]) -> str:
+    if not guesses:
+        return ""
+    also = f" (also close: {', '.join(guesses[1:])})" if len(guesses) > 1 else ""
+    return f"did you mean {guesses[0]}?{also} "

@@ -24,7 +24,7 @@ def render(data: RunData) -> None:
         d = d[d["step"] == step]
     d = d.assign(label=d["step"].astype(str) + " · " + d["group"].astype(str))
     if "ratio" in d and not d.empty:
-        base = alt.Chart(d).encode(y=alt.Y("label:N", sort=None, title=None))
+        base = alt.Chart(d).encode(y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)))
         points = base.mark_point(filled=True).encode(
             x=alt.X("ratio:Q", title="inclusion-rate ratio to overall (95% CI)"),
             color=alt.condition("datum.flag_four_fifths", alt.value("#c44e52"), alt.value("#4c72b0")),
