@@ -62,6 +62,9 @@ def stage_warnings(stage: str, counts: dict) -> list[str]:
         if not counts.get("scored") and not counts.get("rows"):
             out.append("nothing was scored: shards/ has no successfully downloaded image; check the download "
                        "summary (a blocked download needs --allow-private-network)")
+        elif not counts.get("scored"):
+            out.append(f"nothing was scored: none of the {counts.get('rows')} downloaded images could be decoded; "
+                       "see shards' error_message and the score stage's log")
         elif counts.get("failed"):
             out.append(f"{counts['failed']} images could not be scored (undecodable); they have no clip_score and "
                        "clip-score filter steps drop them")
