@@ -39,9 +39,10 @@ def world_map_spec(shares: pd.DataFrame, title: str = "") -> dict:
         "height": 420,
         "title": {"text": title, "fontSize": 12, "fontWeight": "normal", "anchor": "start", "limit": 0},
         "projection": {"type": "equirectangular"},
+        "datasets": {"world": _world_features()},  # sent once, drawn by both layers
         "layer": [
-            {"data": {"values": _world_features()}, "mark": {"type": "geoshape", "fill": "#e6e6e6", "stroke": "white"}},
-            {"data": {"values": _world_features()}, "transform": [lookup],
+            {"data": {"name": "world"}, "mark": {"type": "geoshape", "fill": "#e6e6e6", "stroke": "white"}},
+            {"data": {"name": "world"}, "transform": [lookup],
              "mark": {"type": "geoshape", "stroke": "white", "strokeWidth": 0.3},
              "encoding": {"color": {"field": "share", "type": "quantitative", "scale": {"scheme": "viridis"},
                                     "legend": {"format": ".1%", "title": "share"}},
