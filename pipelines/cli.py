@@ -329,8 +329,8 @@ def audit(
 @app.command()
 def probe(
     dataset: List[str] = typer.Option(..., "--dataset", metavar="KIND:PATH",
-                                      help="a probe dataset, repeatable: fairface:DIR (images + labels.csv) or "
-                                           "country:CSV (image,country); see docs/probes.md"),
+                                      help="a probe dataset, repeatable: fairface:DIR (a folder of images with "
+                                           "labels.csv) or country:CSV (columns file, country); see docs/probes.md"),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="where the probe tables go (RUN/probes for a run's "
                                                                 "report and dashboard)"),
     model: str = typer.Option("ViT-B-32", "--model", metavar="NAME", help=MODEL_HELP),

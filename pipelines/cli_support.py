@@ -75,9 +75,8 @@ def plain_help_types() -> None:
         return self.metavar or self.name.upper()
 
     def usage_display_name(self):
-        name = self.metavar or self.name.upper()
-        name = name if self.required else f"[{name}]"
-        return name + ("..." if self.nargs != 1 else "")
+        name = self.metavar or self.name.upper() + ("..." if self.nargs != 1 else "")  # a metavar says it all
+        return name if self.required else f"[{name}]"
 
     for cls in (getattr(core, "TyperArgument", None), getattr(core, "TyperOption", None)):
         if cls is not None and hasattr(cls, "display_type_rich"):
