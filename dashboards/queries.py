@@ -74,6 +74,7 @@ class RunData:
         self._db.execute("set enable_external_access = false")
         self._db.execute("set lock_configuration = true")
         self.views: set[str] = set(found)
+        self._files = found
         self._local = threading.local()
 
     # ---- plumbing ----
@@ -108,14 +109,15 @@ class RunData:
         return self.df(f"select * from {_q(view)}")
 
     def probe_tables(self) -> dict[str, pd.DataFrame]:
-        """probe_<name> tables from probes/ (and audit/probe_*.parquet, where older runs kept them)."""
+        """The probe result tables, probes/probe_*.parquet (also audit/probe_*.parquet, where older runs kept them);
+        not the per-image predictions beside them."""
         out = {}
-        for view in sorted(self.views):
-            if view.startswith("probe_"):
-                out[view] = self.df(f"select * from {_q(view)}")
-            elif view.startswith("audit_probe_"):
-                out.setdefault(view.removeprefix("audit_"), self.df(f"select * from {_q(view)}"))
-        return out
+        for view in sorted(self.views, key=lambda v: v.startswith("audit_")):
+            stem = self._files[view][0].stem
+            folder = self._files[view][0].parent
+            if stem.startswith("probe_") and folder in (self.probes_dir.resolve(), self.audit_dir.resolve()):
+                out.setdefault(stem, self.df(f"select * from {_q(view)}"))
+        return dict(sorted(out.items()))
 
     # ---- overview ----
     def manifest(self) -> dict:

@@ -53,6 +53,12 @@ def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: f
     entry = {"status": status, "seconds": round(seconds, 3), "finished_at": _now(), "counts": counts or {}}
     if error:
         entry["error"] = error
+    if status == "done":
+        from pipelines.summary import stage_warnings
+
+        warnings = stage_warnings(stage, counts or {})
+        if warnings:
+            entry["warnings"] = warnings  # what the terminal said, for scripts and the dashboard
     # model facts surface at the top so every consumer sees which model (and whether the test model) made the scores
     if stage == "score" and counts and isinstance(counts.get("model"), dict):
         manifest["model"] = counts["model"]

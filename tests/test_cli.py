@@ -246,6 +246,9 @@ def test_all_blocked_downloads_say_pass_allow_private_network(tmp_path):
     result = runner.invoke(app, ["download", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert "all 3 downloads were refused" in result.stderr and "--allow-private-network" in result.stderr
+    entry = json.loads((run_dir / "manifest.json").read_text())["stages"]["download"]
+    assert entry["counts"]["status"] == {"blocked_private_network": 3}  # the raw counts stay in the manifest
+    assert "--allow-private-network" in entry["warnings"][0]
 
 
 # ---- dashboard port ----
@@ -264,3 +267,10 @@ def test_busy_port_is_an_error_before_any_url(tmp_path, monkeypatch):
         result = runner.invoke(app, ["dashboard", str(tmp_path), "--port", str(port)])
     assert result.exit_code == 2
     assert f"port {port}" in result.output and "in use" in result.output and "http://" not in result.output
+
+
+def test_demo_log_keeps_long_commands_on_one_line(demo_run):
+    """The demo's closing command, read from a log (stderr not a terminal), can be copied whole."""
+    run_dir, proc = demo_run
+    line = next(l for l in proc.stderr.splitlines() if l.startswith("explore: fairsift sql"))
+    assert line.endswith('group by 1"') and str(run_dir) in line

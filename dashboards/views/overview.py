@@ -59,6 +59,7 @@ def render(data: RunData) -> None:
     if stages:
         st.subheader("Stages and timings")
         st.dataframe(pd.DataFrame([{"stage": k, "status": v.get("status"), "seconds": v.get("seconds"),
-                                    "finished_at": v.get("finished_at")} for k, v in stages.items()]), hide_index=True)
+                                    "finished_at": v.get("finished_at"), "warnings": "; ".join(v.get("warnings", []))}
+                                   for k, v in stages.items()]), hide_index=True)
     with st.expander("Model, config and versions"):
         st.json({"model": model, "config": manifest.get("config"), "versions": manifest.get("versions")})
