@@ -18,8 +18,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import typer  # noqa: E402
 
 from pipelines.cli_support import (  # noqa: E402
-    check_run_folder, fail, main as _main, next_free_port, plain_help_types, port_is_free, report_missing, run_stage,
-    warn_all,
+    check_run_folder, fail, groups_stale, main as _main, model_options, next_free_port, plain_help_types, port_is_free,
+    report_missing, run_stage, stage_options, warn_all,
 )
 
 plain_help_types()
@@ -54,32 +54,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     pass
 
 
-def _model_options(model: str, pretrained: Optional[str], checkpoint: Optional[Path]) -> dict:
-    """model / pretrained / checkpoint checked now, with the closest names for a typo, and the default tag filled."""
-    from curate.score.model_names import check_model_name
-    from curate.score.stage import default_pretrained
-
-    if checkpoint is not None and not checkpoint.is_file():
-        fail(f"--checkpoint file not found: {checkpoint}")
-    try:
-        check_model_name(model, pretrained, str(checkpoint) if checkpoint else None)
-    except ValueError as exc:
-        fail(str(exc))
-    return {"model": model, "pretrained": pretrained if pretrained is not None else default_pretrained(model, checkpoint),
-            "checkpoint": str(checkpoint) if checkpoint else None}
-
-
-def _options(cls, **values):
-    """A stage's options model, with a bad value reported as a one-line error instead of a traceback."""
-    from pydantic import ValidationError
-
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
-        fail(problems)
-
-
 @app.command()
 def crawl(
     sources: List[str] = typer.Argument(..., metavar="SOURCE...",
@@ -95,7 +69,7 @@ def crawl(
     from curate.options import CrawlOptions
     from curate.sources.crawl import crawl as crawl_stage
 
-    opts = _options(CrawlOptions, sources=list(sources), max_depth=max_depth, max_pages=max_pages,
+    opts = stage_options(CrawlOptions, sources=list(sources), max_depth=max_depth, max_pages=max_pages,
                     allow_private_network=allow_private_network)
     run_stage(run, "crawl", crawl_stage, run, opts, json_output=json_output)
 
@@ -116,7 +90,7 @@ def ingest(
 
     if not list_path.exists():
         fail(f"URL list not found: {list_path}")
-    opts = _options(IngestOptions, path=str(list_path), url_col=url_col, caption_col=caption_col)
+    opts = stage_options(IngestOptions, path=str(list_path), url_col=url_col, caption_col=caption_col)
     run_stage(run, "ingest", ingest_stage, run, opts, json_output=json_output)
 
 
@@ -138,7 +112,7 @@ def download(
     from curate.download.stage import download as download_stage
     from curate.options import DownloadOptions
 
-    opts = _options(DownloadOptions, image_size=image_size, resize_mode=resize_mode, processes=processes,
+    opts = stage_options(DownloadOptions, image_size=image_size, resize_mode=resize_mode, processes=processes,
                     threads=threads, timeout=timeout, allow_private_network=allow_private_network)
     run_stage(run, "download", download_stage, run, opts, json_output=json_output)
 
@@ -163,7 +137,7 @@ def dedup(
 
     if eval_set is not None and not eval_set.is_dir():
         fail(f"--eval-set folder not found: {eval_set}")
-    opts = _options(DedupOptions, phash_distance=phash_distance, semantic_threshold=semantic_threshold,
+    opts = stage_options(DedupOptions, phash_distance=phash_distance, semantic_threshold=semantic_threshold,
                     eval_set=str(eval_set) if eval_set else None)
     run_stage(run, "dedup", dedup_stage, run, opts, json_output=json_output)
 
@@ -190,7 +164,7 @@ def score(
     from curate.options import ScoreOptions
     from curate.score.stage import score as score_stage
 
-    opts = _options(ScoreOptions, **_model_options(model, pretrained, checkpoint), device=device,
+    opts = stage_options(ScoreOptions, **model_options(model, pretrained, checkpoint), device=device,
                     batch_size=batch_size, workers=workers)
     run_stage(run, "score", score_stage, run, opts, json_output=json_output)
 
@@ -210,22 +184,12 @@ def filter_cmd(
         cfg = load_filter_config(config) if config else default_filter_config()
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    if "groups" in cfg.required_tables() and _groups_stale(run):
+    if "groups" in cfg.required_tables() and groups_stale(run):
         # group parity needs the group signals; compute them here as `fairsift run` does (the audit rewrites them)
         from audit.signals import build_group_signals
 
         run_stage(run, "groups", build_group_signals, run, json_output=json_output)
     run_stage(run, "filter", filter_run, run, cfg, json_output=json_output)
-
-
-def _groups_stale(run: Path) -> bool:
-    """signals/groups is missing, or older than a pairs part (pairs were crawled or ingested again since)."""
-    from curate import tables
-
-    groups, pairs = tables.list_parts(run, "groups"), tables.list_parts(run, "pairs")
-    if not groups:
-        return True
-    return max((p.stat().st_mtime for p in pairs), default=0) > min(g.stat().st_mtime for g in groups)
 
 
 @app.command()
@@ -283,7 +247,7 @@ def demo(
 
     check_run_folder(run)
     if model is not None:
-        _model_options(model, pretrained, checkpoint)
+        model_options(model, pretrained, checkpoint)
     run_demo(run, model=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None)
 
 
@@ -345,7 +309,7 @@ def probe(
     from audit.probes import ProbeOptions, run_probes
     from pipelines.summary import print_stage_summary, set_json_output
 
-    opts = _options(ProbeOptions, **_model_options(model, pretrained, checkpoint), datasets=list(dataset),
+    opts = stage_options(ProbeOptions, **model_options(model, pretrained, checkpoint), datasets=list(dataset),
                     device=device, n_boot=n_boot, seed=seed)
     set_json_output(json_output)
     try:

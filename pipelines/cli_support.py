@@ -59,6 +59,44 @@ def main(app: typer.Typer) -> None:
             sys.exit(exc.exit_code)
 
 
+# ---- options checked before a stage runs ----
+
+def model_options(model: str, pretrained: Optional[str], checkpoint: Optional[Path]) -> dict:
+    """model / pretrained / checkpoint checked now, with the closest names for a typo, and the default tag filled."""
+    from curate.score.model_names import check_model_name
+    from curate.score.stage import default_pretrained
+
+    if checkpoint is not None and not checkpoint.is_file():
+        fail(f"--checkpoint file not found: {checkpoint}")
+    try:
+        check_model_name(model, pretrained, str(checkpoint) if checkpoint else None)
+    except ValueError as exc:
+        fail(str(exc))
+    return {"model": model, "pretrained": pretrained if pretrained is not None else default_pretrained(model, checkpoint),
+            "checkpoint": str(checkpoint) if checkpoint else None}
+
+
+def stage_options(cls, **values):
+    """A stage's options model, with a bad value reported as a one-line error instead of a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors())
+        fail(problems)
+
+
+def groups_stale(run: Path) -> bool:
+    """signals/groups is missing, or older than a pairs part (pairs were crawled or ingested again since)."""
+    from curate import tables
+
+    groups, pairs = tables.list_parts(run, "groups"), tables.list_parts(run, "pairs")
+    if not groups:
+        return True
+    return max((p.stat().st_mtime for p in pairs), default=0) > min(g.stat().st_mtime for g in groups)
+
+
 # ---- help text in the user's words ----
 
 def plain_help_types() -> None:

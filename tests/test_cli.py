@@ -3,7 +3,6 @@ errors with the closest valid names, config paths relative to the config file, r
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
@@ -18,7 +17,7 @@ from curate import schemas, tables
 from pipelines import summary
 from pipelines.cli import app
 from pipelines.config import ConfigError, load_config
-from tests.run_builder import Row, planted_rows, sample_rows, write_run
+from tests.run_builder import planted_rows, sample_rows, write_run
 
 runner = CliRunner()
 PYTHON_TYPES = re.compile(r"<(int|str|bool|float|path|list\[[^\]]*\]|Path)>|\{[A-Z_]+\}")
@@ -107,7 +106,7 @@ def test_every_relative_path_in_a_config_is_relative_to_the_config_file(tmp_path
     folder = tmp_path / "configs"
     folder.mkdir()
     (folder / "words.txt").write_text("badword\n")
-    path = _config(folder, """
+    _config(folder, """
 name: paths
 run_dir: runs/here
 ingest: {path: lists/urls.csv}
