@@ -18,7 +18,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from scipy.special import betaincinv, ndtr, ndtri
+from scipy.special import betaincinv, ndtri
 from scipy.stats import false_discovery_control
 
 Correction = Literal["holm", "bh"]

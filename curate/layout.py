@@ -68,8 +68,10 @@ def table_path(run_dir: str | os.PathLike, table: str) -> Path:
 
 
 def view_name(prefix: str, file_stem: str) -> str:
-    """audit/filter_impact.parquet -> audit_filter_impact: a view name that needs no quoting."""
-    return prefix + re.sub(r"\W", "_", file_stem)
+    """audit/filter_impact.parquet -> audit_filter_impact, probes/probe_fairface.parquet -> probe_fairface (the prefix
+    is not doubled): a view name that needs no quoting."""
+    stem = re.sub(r"\W", "_", file_stem)
+    return stem if stem.startswith(prefix) else prefix + stem
 
 
 def view_files(run_dir: str | os.PathLike) -> dict[str, list[Path]]:

@@ -16,16 +16,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboards import cache  # noqa: E402
 from dashboards.queries import MissingData  # noqa: E402
-from dashboards.views import groups, impact, overview, probes, samples  # noqa: E402
+from dashboards.views import compare, geography, groups, impact, overview, probes, samples  # noqa: E402
 
 PAGES = {
     "Overview": overview.render,
     "Samples": samples.render,
     "Groups": groups.render_groups,
     "Filter impact": impact.render,
-    "Geography": groups.render_geography,
+    "Geography": geography.render,
     "Model probes": probes.render,
-    "Compare": overview.render_compare,
+    "Compare": compare.render,
 }
 
 

@@ -12,7 +12,8 @@ APP = Path(__file__).with_name("app.py")
 def streamlit_command(port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+            "--server.fileWatcherType", "none", "--global.developmentMode", "false",
+            "--client.toolbarMode", "viewer"]  # viewer: no Deploy button, no developer menu
 
 
 def dashboard_env(runs: list[Path]) -> dict[str, str]:

@@ -7,6 +7,8 @@ the run folder's layout (ARCHITECTURE.md) is the interface.
 from __future__ import annotations
 
 import json
+import re
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -33,24 +35,58 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _safe_name(stem: str) -> str:
+    """A file stem as a view name that needs no quoting (as curate.layout.view_name does)."""
+    return re.sub(r"\W", "_", stem)
+
+
 class RunData:
+    """One run folder seen through DuckDB views, read-only.
+
+    The views are made once; then external access is switched off with the run's Parquet files as the only allowed
+    paths and the configuration locked, so no query of the dashboard can read or write anything else. Each thread
+    (Streamlit runs every browser session in its own) gets its own cursor on the one database.
+    """
+
     def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()
         if not self.run_dir.is_dir():
             raise MissingData(f"run folder not found: {self.run_dir}")
-        self.con = duckdb.connect()
-        self.views: set[str] = set()
+        self.audit_dir = self.run_dir / _LAYOUT["audit_dir"]
+        self.probes_dir = self.run_dir / _LAYOUT["probes_dir"]
+        found: dict[str, list[Path]] = {}
         for name, rel in VIEWS.items():
             path = self.run_dir / rel
             files = [path] if path.suffix == ".parquet" and path.is_file() else sorted(path.glob("part-*.parquet")) \
                 if path.is_dir() else []
             if files:
-                paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
-                self.con.execute(f"create view {name} as select * from read_parquet({paths}, union_by_name=true)")
-                self.views.add(name)
-        self.audit_dir = self.run_dir / "audit"
+                found[name] = files
+        for folder, prefix in ((self.audit_dir, "audit_"), (self.probes_dir, "probe_")):
+            for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+                stem = _safe_name(path.stem)
+                found[stem if stem.startswith(prefix) else prefix + stem] = [path]
+        # a part file that is a symlink out of the run folder is left out, never read
+        found = {k: [f.resolve() for f in v] for k, v in found.items()
+                 if all(f.resolve().is_relative_to(self.run_dir) for f in v)}
+        self._db = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        self._db.execute("set allowed_paths = ?", [sorted({str(f) for files in found.values() for f in files})])
+        for name, files in found.items():
+            paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+            self._db.execute(f"create view {_q(name)} as select * from read_parquet({paths}, union_by_name=true)")
+        self._db.execute("set enable_external_access = false")
+        self._db.execute("set lock_configuration = true")
+        self.views: set[str] = set(found)
+        self._files = found
+        self._local = threading.local()
 
     # ---- plumbing ----
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._db.cursor()
+        return cursor
+
     def has(self, view: str) -> bool:
         return view in self.views
 
@@ -60,24 +96,30 @@ class RunData:
                 raise MissingData(f"no `{v}` table in {self.run_dir} yet — create it with `{CREATED_BY[v]}`")
 
     def df(self, sql: str, params: Optional[list] = None) -> pd.DataFrame:
+        for statement in self.con.extract_statements(sql):
+            if statement.type != duckdb.StatementType.SELECT:
+                raise PermissionError(f"the dashboard only reads: refused a {statement.type.name} statement")
         return self.con.execute(sql, params or []).fetch_df()
 
     def columns(self, view: str) -> list[str]:
-        return [r[0] for r in self.con.execute(f"describe {view}").fetchall()] if self.has(view) else []
+        return [r[0] for r in self.con.execute(f"describe {_q(view)}").fetchall()] if self.has(view) else []
 
     def audit_table(self, name: str) -> pd.DataFrame:
-        path = self.audit_dir / f"{name}.parquet"
-        if not path.is_file():
+        view = "audit_" + _safe_name(name)
+        if not self.has(view) or _safe_name(name) != name:
             raise MissingData(f"no audit table `{name}` in {self.run_dir} yet — create it with `{AUDIT_CREATED_BY}`")
-        return self.df("select * from read_parquet(?)", [str(path)])
+        return self.df(f"select * from {_q(view)}")
 
     def probe_tables(self) -> dict[str, pd.DataFrame]:
+        """The probe result tables, probes/probe_*.parquet (also audit/probe_*.parquet, where older runs kept them);
+        not the per-image predictions beside them."""
         out = {}
-        for folder in (self.audit_dir, self.run_dir / "probes"):
-            if folder.is_dir():
-                for p in sorted(folder.glob("probe_*.parquet")):
-                    out[p.stem] = self.df("select * from read_parquet(?)", [str(p)])
-        return out
+        for view in sorted(self.views, key=lambda v: v.startswith("audit_")):
+            stem = self._files[view][0].stem
+            folder = self._files[view][0].parent
+            if stem.startswith("probe_") and folder in (self.probes_dir.resolve(), self.audit_dir.resolve()):
+                out.setdefault(stem, self.df(f"select * from {_q(view)}"))
+        return dict(sorted(out.items()))
 
     # ---- overview ----
     def manifest(self) -> dict:
@@ -223,14 +265,38 @@ class RunData:
                         if d["inclusion_rate"].max() > 0 else float("nan"))
 
     # ---- geography ----
-    def country_table(self) -> pd.DataFrame:
+    def populations(self) -> list[str]:
+        """The populations shares can be taken over, as composition names them: downloaded, kept (else all pairs)."""
+        if self.has("decisions"):
+            return ["downloaded", "kept"]
+        return ["all pairs"]
+
+    def _population_rows(self, population: str) -> str:
+        """SQL of the uids of a population, one row per decisions row, as audit/composition counts them."""
+        if population == "kept" and self.has("decisions"):
+            return "select uid from decisions where kept"
+        if population == "downloaded" and self.has("decisions"):
+            has_download = "pass_download" in self.columns("decisions")
+            return "select uid from decisions" + (" where pass_download" if has_download else "")
+        return "select uid from groups"
+
+    def country_table(self, population: str = "downloaded") -> tuple[pd.DataFrame, int, int]:
+        """Per country: rows n and share of the population, with the population's size and its rows without a
+        country signal. The denominator is every row of the population, countries missing included: the same as
+        audit/composition (where those rows are the group '(missing)'), so both pages show the same shares."""
         self.require("groups")
         cols = self.columns("groups")
         if "country" not in cols:
             raise MissingData("the groups table has no country column — rerun `fairsift audit`")
-        extra = ", any_value(region) region" if "region" in cols else ""
-        extra += ", any_value(income_group) income_group" if "income_group" in cols else ""
-        src = ", count(*) filter (where country_source = 'caption') from_caption, count(*) filter (where " \
-              "country_source = 'cctld') from_cctld" if "country_source" in cols else ""
-        return self.df(f"select country, count(*) n, count(*) / (select count(*) from groups) share{extra}{src} "
-                       "from groups where country is not null group by country order by n desc")
+        extra = ", any_value(g.region) region" if "region" in cols else ""
+        extra += ", any_value(g.income_group) income_group" if "income_group" in cols else ""
+        src = ", count(*) filter (where g.country_source = 'caption') from_caption, count(*) filter (where " \
+              "g.country_source = 'cctld') from_cctld" if "country_source" in cols else ""
+        # groups holds one row per uid; the population may repeat a uid (one row per shards row), as composition does
+        rows = f"(select p.uid, gg.* exclude (uid) from ({self._population_rows(population)}) p " \
+               f"left join (select * from groups qualify row_number() over (partition by uid) = 1) gg using (uid)) g"
+        totals = self.df(f"select count(*) total, count(*) filter (where g.country is null) missing from {rows}")
+        total, missing = int(totals["total"][0]), int(totals["missing"][0])
+        table = self.df(f"select g.country, count(*) n, count(*) / ? share{extra}{src} from {rows} "
+                        "where g.country is not null group by g.country order by n desc, g.country", [max(total, 1)])
+        return table, total, missing

@@ -73,12 +73,24 @@ class ConfigError(ValueError):
     pass
 
 
-def _format_validation(path: Path, err: ValidationError) -> str:
-    lines = [f"invalid config {path}:"]
-    for e in err.errors():
-        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"  {where}: {e['msg']}")
-    return "\n".join(lines)
+def _check_model(path: Path, config: RunConfig) -> None:
+    """A mistyped model or tag stops the run now, not after the download."""
+    from curate.score.model_names import check_model_name
+
+    try:
+        check_model_name(config.score.model, config.score.pretrained, config.score.checkpoint)
+    except ValueError as exc:
+        raise ConfigError(f"invalid config {path}:\n  score: {exc}") from exc
+
+
+def _format_validation(path: Path, err: ValidationError, root: type = None, prefix: str = "") -> str:
+    """Every problem of the file, one a line; an unknown key gets the closest valid key and the section's keys."""
+    from curate.suggest import validation_lines
+
+    return "\n".join([f"invalid config {path}:"] + validation_lines(err, root or RunConfig, prefix))
+
+
+PATH_FIELD_SUFFIXES = ("_file", "_path", "_dir")  # options of filter steps that name files
 
 
 def _resolve_dataset(spec: str, base: Path) -> str:
@@ -101,6 +113,9 @@ def load_config(path: str | Path) -> RunConfig:
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from exc
     base = path.resolve().parent
+    # every relative path in the file is relative to the file's folder, wherever the command is run from
+    if config.run_dir:
+        config.run_dir = resolve_path(config.run_dir, base)
     if config.crawl:
         config.crawl.sources = [resolve_path(s, base) if not s.startswith(("http://", "https://")) else s
                                 for s in config.crawl.sources]
@@ -108,6 +123,8 @@ def load_config(path: str | Path) -> RunConfig:
         config.ingest.path = resolve_path(config.ingest.path, base)
     config.dedup.eval_set = resolve_path(config.dedup.eval_set, base)
     config.score.checkpoint = resolve_path(config.score.checkpoint, base)
+    if config.score.pretrained and (base / config.score.pretrained).is_file():  # open_clip takes a weights file here
+        config.score.pretrained = resolve_path(config.score.pretrained, base)
     if config.probe:
         config.probe.datasets = [_resolve_dataset(d, base) for d in config.probe.datasets]
     if config.crawl is None and config.ingest is None:
@@ -118,10 +135,14 @@ def load_config(path: str | Path) -> RunConfig:
         try:
             validated = FilterConfig.model_validate(config.filter)
         except ValidationError as exc:
-            raise ConfigError(_format_validation(path, exc).replace("  ", "  filter.", 1)) from exc
-        # word lists named in the file are relative to the file, as load_filter_config does for --config
+            raise ConfigError(_format_validation(path, exc, FilterConfig, "filter.")) from exc
+        except ValueError as exc:  # an unknown step name, raised while the steps are read
+            raise ConfigError(f"invalid config {path}:\n  filter.steps: {exc}") from exc
         for step in validated.steps:
-            if getattr(step, "words_file", None):
-                step.words_file = resolve_path(step.words_file, base)
+            for field in type(step).model_fields:
+                value = getattr(step, field)
+                if field.endswith(PATH_FIELD_SUFFIXES) and isinstance(value, str):
+                    setattr(step, field, resolve_path(value, base))
         config.filter = validated.model_dump(mode="json")
+    _check_model(path, config)
     return config

@@ -13,6 +13,8 @@ from typing import Any, Iterator
 from curate.versions import package_versions
 
 MANIFEST = "manifest.json"
+
+
 def load(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not path.exists():
@@ -51,12 +53,32 @@ def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: f
     entry = {"status": status, "seconds": round(seconds, 3), "finished_at": _now(), "counts": counts or {}}
     if error:
         entry["error"] = error
+    if status == "done":
+        from pipelines.summary import stage_warnings
+
+        warnings = stage_warnings(stage, counts or {})
+        if warnings:
+            entry["warnings"] = warnings  # what the terminal said, for scripts and the dashboard
     # model facts surface at the top so every consumer sees which model (and whether the test model) made the scores
     if stage == "score" and counts and isinstance(counts.get("model"), dict):
         manifest["model"] = counts["model"]
     manifest.setdefault("stages", {})[stage] = entry
     save(run_dir, manifest)
     return manifest
+
+
+def record_failure(run_dir: str | os.PathLike, stage: str, seconds: float, exc: BaseException,
+                   counts: dict | None = None) -> dict[str, Any]:
+    """Record a stage that ended with an exception: `interrupted` for Ctrl-C/SIGTERM (the exception then names the
+    stage, for the one line the CLI prints), `failed` otherwise."""
+    from pipelines.interrupt import Interrupted, as_interrupted
+
+    stopped = as_interrupted(exc)
+    if stopped is not None:
+        if isinstance(exc, Interrupted) and exc.stage is None:
+            exc.stage = stage  # the innermost stage names the interruption
+        return record_stage(run_dir, stage, "interrupted", seconds, counts, error=str(stopped))
+    return record_stage(run_dir, stage, "failed", seconds, counts, error=f"{type(exc).__name__}: {exc}")
 
 
 @contextmanager
@@ -67,7 +89,7 @@ def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
     try:
         yield counts
     except BaseException as exc:
-        record_stage(run_dir, stage, "failed", time.perf_counter() - start, counts, error=f"{type(exc).__name__}: {exc}")
+        record_failure(run_dir, stage, time.perf_counter() - start, exc, counts)
         raise
     record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
 

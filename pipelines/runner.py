@@ -26,7 +26,7 @@ from curate.layout import STAGE_OUTPUTS, TABLE_PATHS
 from pipelines import manifest
 from pipelines.config import RunConfig
 from pipelines.engines import Engine, make_engine
-from pipelines.summary import console, funnel_table, print_stage_summary
+from pipelines.summary import console, funnel_table, print_stage_skipped, print_stage_summary
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -141,8 +141,9 @@ class Runner:
             console.print(f"{stage:<15} {plan.action:<5} {plan.why}", highlight=False, soft_wrap=True)
             return {}
         if plan.action == "skip":
-            console.print(f"[dim]{stage}: {plan.why}, skipped[/]")
-            return manifest.load(self.run_dir).get("stages", {}).get(stage, {}).get("counts", {})
+            counts = manifest.load(self.run_dir).get("stages", {}).get(stage, {}).get("counts", {})
+            print_stage_skipped(stage, plan.why, counts)
+            return counts
         if forced:
             _clear_outputs(self.run_dir, stage)
         console.rule(f"[bold]{stage}")
@@ -150,8 +151,7 @@ class Runner:
         try:
             counts = fn() or {}
         except BaseException as exc:
-            manifest.record_stage(self.run_dir, stage, "failed", time.perf_counter() - start, {},
-                                  error=f"{type(exc).__name__}: {exc}")
+            manifest.record_failure(self.run_dir, stage, time.perf_counter() - start, exc)
             raise
         manifest.record_stage(self.run_dir, stage, "done", time.perf_counter() - start, counts)
         data = manifest.load(self.run_dir)
@@ -161,7 +161,7 @@ class Runner:
         entry["engine"] = self.engine.describe()
         entry["outputs"] = _outputs(self.run_dir, stage)
         manifest.save(self.run_dir, data)
-        print_stage_summary(stage, counts)
+        print_stage_summary(stage, counts, entry.get("seconds"))
         return counts
 
 

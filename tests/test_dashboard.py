@@ -123,6 +123,62 @@ def test_missing_tables_show_which_command_creates_them(tmp_path):
 def test_compare_two_runs(run_dir):
     at = _goto(_app(run_dir, run_dir), "Compare")
     assert len(at.dataframe) >= 2
+    shares = at.dataframe[1].value
+    assert "share difference (B − A)" in shares and (shares["share difference (B − A)"].abs() < 1e-12).all()
+    assert shares["n A"].notna().all() and shares["n B"].notna().all()
+
+
+def test_compare_shows_zero_for_a_group_one_run_lacks_and_the_difference():
+    import pandas as pd
+
+    from dashboards.views.compare import compare_funnels, compare_shares
+
+    a = pd.DataFrame({"attribute": ["gender_terms"] * 3, "group": ["female", "male", "none"], "n": [3, 5, 2],
+                      "value": [0.3, 0.5, 0.2]})
+    b = pd.DataFrame({"attribute": ["gender_terms"] * 2, "group": ["male", "none"], "n": [4, 4],
+                      "value": [0.5, 0.5]})
+    got = compare_shares(a, b).set_index("group")
+    assert got.loc["female", "n B"] == 0 and got.loc["female", "share B"] == 0.0  # removed entirely: a zero, not None
+    assert abs(got.loc["female", "share difference (B − A)"] - (-0.3)) < 1e-12
+    assert abs(got.loc["none", "share difference (B − A)"] - 0.3) < 1e-12
+    funnel = compare_funnels(pd.DataFrame({"step": ["pairs", "dedup", "corpus"], "rows": [10, 8, 5]}),
+                             pd.DataFrame({"step": ["pairs", "basic", "corpus"], "rows": [10, 6, 6]}))
+    assert list(funnel["step"]) == ["pairs", "dedup", "corpus", "basic"]  # A's step order, then B's own
+    assert list(funnel["difference (B − A)"].astype("float").fillna(-1)) == [0, -1, 1, -1]
+    assert list(funnel["note"]) == ["", "only in A", "", "only in B"]
+
+
+def _chart_specs(at: AppTest) -> list[dict]:
+    import json
+
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def test_funnel_chart_keeps_step_order_and_whole_labels(run_dir):
+    at = _goto(_app(run_dir), "Overview")
+    funnel = at.dataframe[0].value
+    spec = next(s for s in _chart_specs(at) if s.get("encoding", {}).get("y", {}).get("field") == "step")
+    assert spec["encoding"]["y"]["sort"] == list(funnel["step"])
+    assert list(funnel["step"])[0] == "pairs" and list(funnel["step"])[-1] == "corpus"
+    assert spec["encoding"]["y"]["axis"]["labelLimit"] == 0  # long step names are not cut
+
+
+def test_geography_shares_use_the_composition_denominator(run_dir):
+    import pandas as pd
+
+    at = _goto(_app(run_dir), "Geography")
+    comp = pd.read_parquet(run_dir / "audit" / "composition.parquet")
+    for population in ("downloaded", "kept"):
+        at.radio(key="geo_pop").set_value(population).run()
+        shown = at.dataframe[0].value.set_index("country")
+        expected = comp[(comp["attribute"] == "country") & (comp["population"] == population)
+                        & (comp["group"] != "(missing)")].set_index("group")
+        assert set(shown.index) == set(expected.index)
+        for country, row in expected.iterrows():
+            assert int(shown.loc[country, "n"]) == int(row["n"])
+            assert abs(shown.loc[country, "share"] - row["value"]) < 1e-12
+        total = int(expected["total"].iloc[0])
+        assert any(f"{total:,} {population} rows" in c.value and "same denominator" in c.value for c in at.caption)
 
 
 # ---- real browser ----
@@ -157,7 +213,7 @@ def dashboard_server(run_dir):
             proc.kill()
 
 
-def test_every_page_in_headless_chromium(dashboard_server):
+def test_every_page_in_headless_chromium(dashboard_server, run_dir):
     if not Path("/usr/bin/chromium").exists():
         pytest.fail("Debian's chromium is missing: `apt-get install -y chromium` (scripts/test installs it)")
     from playwright.sync_api import sync_playwright
@@ -175,6 +231,14 @@ def test_every_page_in_headless_chromium(dashboard_server):
             (dashboard_server, "data:", "blob:", "about:")) else None)
         page.goto(dashboard_server, wait_until="domcontentloaded")
         page.get_by_text("fairsift", exact=True).first.wait_for(timeout=60_000)
+        page.get_by_role("heading", name="Funnel").first.wait_for(timeout=60_000)
+        page.locator("[data-testid='stVegaLiteChart'] svg").first.wait_for(timeout=60_000)
+        axes = page.evaluate("""() => Array.from(document.querySelectorAll(
+            "[data-testid='stVegaLiteChart'] .role-axis-label")).map(g => Array.from(g.querySelectorAll('text'))
+            .map(t => t.textContent))""")
+        funnel_labels = next(a for a in axes if "pairs" in a)
+        data = RunData(run_dir)
+        assert funnel_labels == list(data.funnel()["step"])  # step order, as drawn, and whole (no "…")
         for name in PAGES:
             page.locator("section[data-testid='stSidebar'] label").filter(has_text=name).first.click()
             page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
@@ -188,6 +252,8 @@ def test_every_page_in_headless_chromium(dashboard_server):
         page.get_by_text(INJECTION_CAPTION).first.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "samples_injection.png"), full_page=True)
         page.wait_for_timeout(500)
+        assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+        assert page.get_by_role("button", name="Deploy").count() == 0
         browser.close()
     assert dialogs == [], dialogs
     assert external == [], external[:5]

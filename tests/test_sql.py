@@ -28,16 +28,19 @@ def run_dir(tmp_path_factory):
         [{"analysis": "composition", "step": None, "attribute": "gender_terms", "group": "female", "n": 12,
           "metric": "share", "value": 0.25, "ci_low": 0.1, "ci_high": 0.4}], schema=schemas.AUDIT)
     tables.atomic_write_parquet(audit, run_dir / "audit" / "composition.parquet")
+    probe = audit.set_column(0, "analysis", pa.array(["probe_fairface"], pa.string()))
+    tables.atomic_write_parquet(probe, run_dir / "probes" / "probe_fairface.parquet")
     return run_dir
 
 
 def test_views_for_every_table_that_exists_and_for_audit_files(run_dir):
     con = open_run(run_dir)
     views = {r[0] for r in con.sql("select view_name from duckdb_views() where not internal").fetchall()}
-    assert views == {"shards", "clip", "dedup", "lang", "decisions", "corpus", "audit_composition"}
+    assert views == {"shards", "clip", "dedup", "lang", "decisions", "corpus", "audit_composition", "probe_fairface"}
     n_shards = con.sql("select count(*) from shards").fetchall()[0][0]
     assert n_shards == tables.read_table(run_dir, "shards", columns=["uid"]).num_rows
     assert con.sql("select value from audit_composition").fetchall() == [(0.25,)]
+    assert con.sql("select analysis from probe_fairface").fetchall() == [("probe_fairface",)]
 
 
 def test_views_are_lazy_so_image_bytes_are_read_only_when_selected(run_dir):
@@ -59,7 +62,7 @@ def test_join_on_uid_across_tables(run_dir):
     assert exported == kept > 0
 
 
-def test_formats_csv_json_lines_and_aligned_text(run_dir):
+def test_formats_csv_json_array_json_lines_and_aligned_text(run_dir):
     table = run_query(run_dir, "select dropped_by, count(*) as n from decisions group by 1 order by n desc, 1")
     expected = [(r["dropped_by"], r["n"]) for r in table.to_pylist()]
 
@@ -71,8 +74,17 @@ def test_formats_csv_json_lines_and_aligned_text(run_dir):
 
     out = io.StringIO()
     format_result(table, "json", out)
+    array = json.loads(out.getvalue())  # one JSON document: an array of row objects
+    assert isinstance(array, list) and [(r["dropped_by"], r["n"]) for r in array] == expected
+
+    out = io.StringIO()
+    format_result(table, "jsonl", out)
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(r["dropped_by"], r["n"]) for r in lines] == expected
+
+    out = io.StringIO()
+    format_result(table.slice(0, 0), "json", out)
+    assert json.loads(out.getvalue()) == []
 
     out = io.StringIO()
     format_result(table, "table", out)
@@ -91,7 +103,7 @@ def test_binary_columns_are_summarised_in_text_and_base64_in_json(run_dir):
     format_result(table, "json", out)
     import base64
 
-    assert base64.b64decode(json.loads(out.getvalue())["image"]) == image
+    assert base64.b64decode(json.loads(out.getvalue())[0]["image"]) == image
 
 
 def test_bad_sql_and_missing_run_give_sql_errors(run_dir, tmp_path):
@@ -114,3 +126,27 @@ def test_cli_sql_csv_and_error(run_dir):
     result = runner.invoke(app, ["sql", str(run_dir), "select * from decisionz"])
     assert result.exit_code == 2
     assert "decisionz" in result.output and "Traceback" not in result.output
+
+
+def test_reason_code_groups_reasons_by_step_and_rule(run_dir):
+    rows = run_query(run_dir, "select dropped_by, reason, reason_code from decisions where not kept").to_pylist()
+    assert rows
+    for r in rows:
+        assert r["reason_code"].split(".")[0] == r["dropped_by"], r
+    by_code = {r["reason"]: r["reason_code"] for r in rows}
+    german = [code for reason, code in by_code.items() if reason.startswith("language de")]
+    assert german and set(german) == {"basic.language"}
+    # fewer codes than readable reasons: the numbers stay in `reason`
+    codes = run_query(run_dir, "select count(distinct reason_code) c, count(distinct reason) r from decisions")
+    c, r = codes.to_pylist()[0].values()
+    assert 0 < c <= r
+
+
+def test_cli_sql_json_is_one_array_and_jsonl_is_lines(run_dir):
+    runner = CliRunner()
+    query = "select uid, kept from decisions order by uid limit 3"
+    as_json = runner.invoke(app, ["sql", str(run_dir), query, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    array = json.loads(as_json.stdout)
+    as_jsonl = runner.invoke(app, ["sql", str(run_dir), query, "--format", "jsonl"])
+    assert [json.loads(line) for line in as_jsonl.stdout.splitlines()] == array and len(array) == 3

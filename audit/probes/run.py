@@ -160,7 +160,7 @@ def _write_json(path: Path, data) -> None:
 def _print_summary(out: Path, counts: dict) -> None:
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths in logs stay whole
     model = counts["model"]
     console.print(f"probe: model {model['id']}; {counts['images']} images ({counts['images_failed']} unreadable)",
                   highlight=False)

@@ -24,7 +24,6 @@ Ties: rows of equal score go by uid (the top-fraction rule's order), so reruns k
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 

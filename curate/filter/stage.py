@@ -32,12 +32,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate import parts, tables
 from curate.layout import DECISION_PARTS_DIR as DECISION_PARTS
 from curate.filter.context import FilterContext, language_table, signal_inputs
+from curate.filter.reason_codes import with_reason_codes
 from curate.filter.steps import (
     STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
     ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )
 from curate.parts import MapParts, PartTask, plan_tasks, remove_stale_outputs, serial_map
 from curate.schemas import STATUS_SUCCESS
+from curate.suggest import did_you_mean, validation_lines
 
 StepConfig = Annotated[
     Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, ImageSizeStep,
@@ -99,10 +101,10 @@ def _normalise_step(item: Any) -> Any:
             if key in STEP_NAMES and (value is None or isinstance(value, dict)):
                 return {"name": key, **(value or {})}
             if "name" not in item:
-                raise ValueError(f"unknown filter step {key!r}; steps are: {', '.join(STEP_NAMES)}")
+                raise ValueError(f"unknown filter step {key!r}{did_you_mean(key, STEP_NAMES)}; steps are: {', '.join(STEP_NAMES)}")
     name = item.get("name") if isinstance(item, dict) else item
     if isinstance(name, str) and name not in STEP_NAMES:
-        raise ValueError(f"unknown filter step {name!r}; steps are: {', '.join(STEP_NAMES)}")
+        raise ValueError(f"unknown filter step {name!r}{did_you_mean(name, STEP_NAMES)}; steps are: {', '.join(STEP_NAMES)}")
     return item
 
 
@@ -112,11 +114,7 @@ def default_filter_config() -> FilterConfig:
 
 
 def _format_errors(path: Path, exc: ValidationError, prefix: str = "") -> str:
-    lines = [f"invalid filter config {path}:"]
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  {prefix}{where}: {err['msg']}")
-    return "\n".join(lines)
+    return "\n".join([f"invalid filter config {path}:"] + validation_lines(exc, FilterConfig, prefix))
 
 
 def load_filter_config(path: str | Path) -> FilterConfig:
@@ -170,7 +168,7 @@ def decide_part(task: PartTask) -> dict:
     ctx = FilterContext(task.run_dir, task.name, prepared=options["prepared"])
     results: list[tuple[str, StepResult]] = [(DOWNLOAD_STEP, download_result(ctx))]
     results += [(step.name, step.evaluate(ctx)) for step in config.steps]
-    task.write(combine(ctx, results))
+    task.write(with_reason_codes(combine(ctx, results)))
     return {"rows": len(ctx)}
 
 

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from curate.schemas import TEST_MODEL_MARKER
+from curate.score.model_names import check_model_name
 
 TEST_MODEL = "tiny-test"
 TEST_MODEL_SEED = 0
@@ -275,9 +276,7 @@ def load_clip(
         pretrained = None  # open_clip ignores a tag for hub names; so does the model id
     if pretrained and not checkpoint and os.path.isfile(pretrained):
         checkpoint, pretrained = pretrained, None  # open_clip also takes a file as `pretrained`: it is a checkpoint
-    if not is_test and not model.startswith(HF_HUB_PREFIX) and model not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip architecture {model!r}; known: {', '.join(open_clip.list_models()[:12])}, ... "
-                         f"or hf-hub:org/repo, or {TEST_MODEL}")
+    check_model_name(model, pretrained, checkpoint)  # unknown names: the closest valid ones, before any loading
 
     with warnings.catch_warnings(), _quiet_open_clip_logs():
         warnings.simplefilter("ignore", UserWarning)  # QuickGELU notices and the like are open_clip's business
@@ -300,9 +299,6 @@ def load_clip(
                 raise ValueError(f"{model} needs weights: pass --pretrained TAG (one of "
                                  f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
                                  f"or --checkpoint PATH")
-            if pretrained and not model.startswith(HF_HUB_PREFIX) and not open_clip.get_pretrained_cfg(model, pretrained):
-                raise ValueError(f"unknown pretrained tag {pretrained!r} for {model}; known: "
-                                 f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none'}")
             net, preprocess, tokenizer = _load_hub(model, pretrained, torch_device)
             cached = _cached_weights_file(model, pretrained)
             sha = file_sha256(cached) if cached else None

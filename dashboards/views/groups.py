@@ -1,10 +1,6 @@
-"""Groups (composition with CIs, minimum-count flags, co-occurrence) and Geography (offline world map)."""
+"""Groups: composition with CIs and minimum-count flags, and co-occurrence."""
 
 from __future__ import annotations
-
-import json
-from functools import lru_cache
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -13,35 +9,9 @@ import streamlit as st
 from dashboards import cache
 from dashboards.queries import MissingData, RunData
 
-WORLD = Path(__file__).parent / "world_110m.geojson"
-
-
-@lru_cache(maxsize=1)
-def _world_features() -> list:
-    return json.loads(WORLD.read_text())["features"]
-
-
-def world_map_spec(shares: pd.DataFrame) -> dict:
-    """A Vega-Lite choropleth over the bundled Natural Earth outlines: no tiles, no network."""
-    lookup = {"lookup": "properties.iso_a2", "from": {"data": {"values": shares.to_dict(orient="records")},
-                                                       "key": "country", "fields": ["share", "n"]}}
-    return {
-        "height": 420,
-        "projection": {"type": "equirectangular"},
-        "layer": [
-            {"data": {"values": _world_features()}, "mark": {"type": "geoshape", "fill": "#e6e6e6", "stroke": "white"}},
-            {"data": {"values": _world_features()}, "transform": [lookup],
-             "mark": {"type": "geoshape", "stroke": "white", "strokeWidth": 0.3},
-             "encoding": {"color": {"field": "share", "type": "quantitative", "scale": {"scheme": "viridis"}},
-                          "tooltip": [{"field": "properties.name", "type": "nominal", "title": "country"},
-                                      {"field": "n", "type": "quantitative"},
-                                      {"field": "share", "type": "quantitative", "format": ".2%"}]}},
-        ],
-    }
-
 
 def _ci_chart(d: pd.DataFrame, x: str, title: str) -> alt.Chart:
-    base = alt.Chart(d).encode(y=alt.Y("group:N", sort="-x", title=None))
+    base = alt.Chart(d).encode(y=alt.Y("group:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0)))
     bars = base.mark_bar().encode(x=alt.X(f"{x}:Q", title=title),
                                   color=alt.condition("datum.flag_low_n", alt.value("#bbbbbb"), alt.value("#4c72b0")),
                                   tooltip=["group", "n", x, "ci_low", "ci_high"])
@@ -79,21 +49,7 @@ def render_groups(data: RunData) -> None:
             wide["female_minus_male"] = wide["female"] - wide["male"]
             wide = wide.sort_values("female_minus_male")
             st.altair_chart(alt.Chart(wide.reset_index()).mark_bar().encode(
-                x=alt.X("female_minus_male:Q", title="nPMI(female) − nPMI(male)"), y=alt.Y("word:N", sort="x")),
+                x=alt.X("female_minus_male:Q", title="nPMI(female) − nPMI(male)"),
+                y=alt.Y("word:N", sort="x", axis=alt.Axis(labelLimit=0))),
                 width="stretch")
     st.dataframe(cooc, hide_index=True)
-
-
-def render_geography(data: RunData) -> None:
-    key = str(data.run_dir)
-    table = cache.query(key, "country_table")
-    if table.empty:
-        st.info("no row has a country signal")
-    else:
-        st.vega_lite_chart(world_map_spec(table[["country", "share", "n"]]), width="stretch")
-        st.dataframe(table, hide_index=True, width="stretch")
-    st.subheader("Caption vs ccTLD agreement")
-    try:
-        st.dataframe(cache.audit_table(key, "geo_agreement"), hide_index=True)
-    except MissingData as exc:
-        st.info(str(exc))

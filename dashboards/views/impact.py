@@ -30,7 +30,7 @@ def render(data: RunData) -> None:
                    f"groups with at least {min_count} rows), with 95% intervals. Red: significantly below four fifths "
                    "after correction; hollow: fewer than min_count rows, shown but not judged.")
         shown = d.assign(**{f"{ratio}_ci_high": d[f"{ratio}_ci_high"].clip(upper=3.0)})
-        base = alt.Chart(shown).encode(y=alt.Y("label:N", sort=None, title=None))
+        base = alt.Chart(shown).encode(y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)))
         points = base.mark_point(size=40).encode(
             x=alt.X(f"{ratio}:Q", title="inclusion rate / highest-rate group's (95% CI)"),
             color=alt.condition("datum.significant_below_four_fifths", alt.value("#c44e52"), alt.value("#4c72b0")),

@@ -1,7 +1,8 @@
-"""Overview (manifest, funnel, download status, timings) and Compare (two runs side by side)."""
+"""Overview: manifest, funnel, download status, timings."""
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -23,6 +24,16 @@ def test_model_banner(data: RunData) -> None:
             st.text(manifest["model_fallback"])
 
 
+def funnel_chart(funnel: pd.DataFrame) -> alt.Chart:
+    """Rows left after each step, bars in step order (pairs first, corpus last) with whole step names."""
+    order = list(funnel["step"])
+    return alt.Chart(funnel).mark_bar().encode(
+        y=alt.Y("step:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)),
+        x=alt.X("rows:Q", title="rows left after the step"),
+        tooltip=["step", "rows", alt.Tooltip("share_of_start:Q", format=".1%", title="share of start")],
+    )
+
+
 def render(data: RunData) -> None:
     key = _key(data)
     manifest = cache.query(key, "manifest")
@@ -39,7 +50,7 @@ def render(data: RunData) -> None:
         st.info("no pairs yet — create them with `fairsift crawl` or `fairsift ingest`")
     else:
         st.dataframe(funnel, hide_index=True, width="stretch")
-        st.bar_chart(funnel.set_index("step")["rows"], horizontal=True)
+        st.altair_chart(funnel_chart(funnel), width="stretch")
     st.subheader("Download status")
     try:
         st.dataframe(cache.query(key, "status_counts"), hide_index=True)
@@ -49,7 +60,8 @@ def render(data: RunData) -> None:
     if stages:
         st.subheader("Stages and timings")
         st.dataframe(pd.DataFrame([{"stage": k, "status": v.get("status"), "seconds": v.get("seconds"),
-                                    "finished_at": v.get("finished_at")} for k, v in stages.items()]), hide_index=True)
+                                    "finished_at": v.get("finished_at"), "warnings": "; ".join(v.get("warnings", []))}
+                                   for k, v in stages.items()]), hide_index=True)
     with st.expander("Model, config and versions"):
         st.json({"model": model, "config": manifest.get("config"), "versions": manifest.get("versions")})
 
@@ -78,37 +90,3 @@ def render_findings(data: RunData) -> None:
     for tier, rows in findings.groupby("tier", sort=False):
         st.markdown(f"**{FINDING_TITLES.get(tier, tier)}**")
         st.markdown("\n".join(f"{int(r['rank'])}. {r['sentence']}" for _, r in rows.head(10).iterrows()))
-
-
-def _shares(data: RunData) -> pd.DataFrame:
-    comp = cache.audit_table(_key(data), "composition")
-    if "population" in comp:
-        comp = comp[comp["population"] == comp["population"].iloc[0]] if not comp.empty else comp
-    return comp[["attribute", "group", "n", "value"]]
-
-
-def render_compare(data: RunData, other: RunData | None) -> None:
-    if other is None:
-        st.info("Give a second run to compare: `fairsift dashboard RUN RUN2`.")
-        return
-    names = (f"A ({data.run_dir.name})", f"B ({other.run_dir.name})")
-    st.subheader("Funnel")
-    f1, f2 = cache.query(_key(data), "funnel"), cache.query(_key(other), "funnel")
-    both = f1[["step", "rows"]].merge(f2[["step", "rows"]], on="step", how="outer", suffixes=(f" {names[0]}", f" {names[1]}"))
-    st.dataframe(both, hide_index=True)
-    st.subheader("Group shares")
-    try:
-        s = _shares(data).merge(_shares(other), on=["attribute", "group"], how="outer", suffixes=(f" {names[0]}", f" {names[1]}"))
-        st.dataframe(s, hide_index=True)
-    except MissingData as exc:
-        st.info(str(exc))
-    st.subheader("Filter impact (inclusion-rate ratio, sequential)")
-    try:
-        cols = ["step", "attribute", "group", "ratio"]
-        i1 = cache.audit_table(_key(data), "filter_impact")
-        i2 = cache.audit_table(_key(other), "filter_impact")
-        i1, i2 = (i[i["mode"] == "sequential"][cols] if "mode" in i else i[cols] for i in (i1, i2))
-        st.dataframe(i1.merge(i2, on=["step", "attribute", "group"], how="outer",
-                              suffixes=(f" {names[0]}", f" {names[1]}")), hide_index=True)
-    except MissingData as exc:
-        st.info(str(exc))

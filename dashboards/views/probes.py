@@ -24,7 +24,7 @@ def render(data: RunData) -> None:
         m["label"] += m["variant"].map(lambda v: "" if v is None or v != v else f" [{v}]")
     st.caption("Perceived attributes: FairFace labels are annotators' perceptions, not self-identification.")
     if {"ci_low", "ci_high"} <= set(m.columns):
-        base = alt.Chart(m).encode(y=alt.Y("label:N", sort=None, title=None))
+        base = alt.Chart(m).encode(y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=0)))
         st.altair_chart(base.mark_bar().encode(x=alt.X("value:Q", title=metric), tooltip=["label", "n", "value"])
                         + base.mark_rule().encode(x="ci_low:Q", x2="ci_high:Q"), width="stretch")
     st.dataframe(m.drop(columns=["label"]), hide_index=True, width="stretch")
