@@ -152,15 +152,24 @@ def score(
 def filter_cmd(
     run: Path = typer.Argument(..., help="run folder"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with `steps:` (or a run config with a `filter:` section)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="a published baseline: datacomp-basic, datacomp-clip-score, datacomp-basic-clip-score or laion-400m"),
 ):
     """Decide per uid which filter steps it passes: RUN/decisions.parquet."""
-    from curate.filter.stage import default_filter_config, filter_run, load_filter_config
+    from curate.filter.stage import FilterConfig, default_filter_config, filter_run, load_filter_config
 
+    if config is not None and preset is not None:
+        _fail("give --config or --preset, not both")
     try:
-        cfg = load_filter_config(config) if config else default_filter_config()
+        if preset is not None:
+            from curate.filter.presets import preset as named_preset
+
+            named_preset(preset)  # an unknown name fails here with the list of presets, not pydantic's dump
+        cfg = load_filter_config(config) if config else FilterConfig(preset=preset) if preset else default_filter_config()
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-    _run_stage(run, "filter", filter_run, run, cfg)
+    counts = _run_stage(run, "filter", filter_run, run, cfg)
+    if isinstance(counts.get("preset"), dict) and counts["preset"].get("model_note"):
+        console.print(f"preset {cfg.preset}: {counts['preset']['model_note']}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from tqdm import tqdm
 
 from curate import tables
+from curate.filter.language_id import detect_languages
 
 SHARD_COLUMNS = ["uid", "caption", "status", "width", "height", "original_width", "original_height"]
-LANG_SCHEMA = pa.schema([("uid", pa.string()), ("language", pa.string()), ("language_prob", pa.float32())])
+LANG_SCHEMA = pa.schema([("uid", pa.string()), ("language", pa.string()), ("language_prob", pa.float32()),
+                         ("detector", pa.string())])
 
 
 class FilterContext:
@@ -29,6 +30,7 @@ class FilterContext:
         self.rows: pd.DataFrame = shards.to_pandas()
         self.uids: np.ndarray = self.rows["uid"].to_numpy(dtype=object)
         self._index = pd.Index(self.uids)
+        self._languages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -64,13 +66,23 @@ class FilterContext:
 
     @cached_property
     def languages(self) -> tuple[np.ndarray, np.ndarray]:
-        """(language, probability) per row from signals/lang; captions not in it yet are detected and stored."""
+        """(language, probability) per row from the default detector (fastText lid.176, as DataComp)."""
+        return self.languages_by("fasttext")
+
+    def languages_by(self, detector: str) -> tuple[np.ndarray, np.ndarray]:
+        """(language, probability) per row from signals/lang; rows it lacks, or holds from another detector, are
+        detected now and stored (signals/lang holds one detector's verdicts, named in its `detector` column)."""
+        if detector in self._languages:
+            return self._languages[detector]
         stored = tables.read_table(self.run_dir, "lang", required=False)
         known = stored.to_pandas() if stored is not None else pd.DataFrame(columns=LANG_SCHEMA.names)
-        aligned = self.align(known)
+        if "detector" not in known:  # written before the column existed: py3langid's verdicts
+            known["detector"] = "py3langid"
+        known = known[known["detector"] == detector]
+        aligned = self.align(known[["uid", "language", "language_prob"]])
         missing = np.flatnonzero(aligned["language_prob"].isna().to_numpy())
         if len(missing):
-            detected = detect_languages([self.captions[i] for i in missing])
+            detected = detect_languages([self.captions[i] for i in missing], detector)
             aligned.iloc[missing, aligned.columns.get_loc("language")] = [d[0] for d in detected]
             aligned.iloc[missing, aligned.columns.get_loc("language_prob")] = [d[1] for d in detected]
             lang_table = pa.Table.from_pydict(
@@ -78,26 +90,12 @@ class FilterContext:
                     "uid": list(self.uids),
                     "language": aligned["language"].tolist(),
                     "language_prob": aligned["language_prob"].astype("float32").tolist(),
+                    "detector": [detector] * len(self.uids),
                 },
                 schema=LANG_SCHEMA,
             )
             tables.write_table(self.run_dir, "lang", lang_table)
         language = aligned["language"].to_numpy(dtype=object)
         prob = aligned["language_prob"].to_numpy(dtype=np.float64, na_value=0.0)
+        self._languages[detector] = (language, prob)
         return language, prob
-
-
-def detect_languages(captions: list[str]) -> list[tuple[str | None, float]]:
-    """py3langid's top language and its normalised probability; an empty caption has no language."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    results: list[tuple[str | None, float]] = []
-    for caption in tqdm(captions, desc="caption language", unit="caption", disable=None, leave=False):
-        text = caption.strip()
-        if not text:
-            results.append((None, 0.0))
-            continue
-        lang, prob = identifier.classify(text)
-        results.append((lang, float(prob)))
-    return results

@@ -9,7 +9,7 @@ A config lists steps in order, each written as a bare name, a one-key mapping or
 
     steps:
       - dedup
-      - basic                      # DataComp basic: language en, > 2 words, original min side > 200, aspect < 3
+      - basic                      # DataComp basic: fastText en, > 2 words, > 5 chars, original min side >= 200, aspect <= 3
       - clip_top_fraction: {fraction: 0.3, group_parity: {attribute: gender_terms, min_ratio: 0.9}}
       - name: nsfw_caption
 """
@@ -17,24 +17,24 @@ A config lists steps in order, each written as a bare name, a one-key mapping or
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Optional, Union
 
 import numpy as np
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate import tables
 from curate.filter.context import FilterContext
 from curate.filter.steps import (
-    STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
-    ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
+    STEP_NAMES, AspectRatioStep, BasicStep, CaptionCharsStep, CaptionWordsStep, ClipThresholdStep,
+    ClipTopFractionStep, DedupStep, ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )
 from curate.schemas import STATUS_SUCCESS
 
 StepConfig = Annotated[
-    Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, ImageSizeStep,
-          AspectRatioStep, NsfwCaptionStep, BasicStep],
+    Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, CaptionCharsStep,
+          ImageSizeStep, AspectRatioStep, NsfwCaptionStep, BasicStep],
     Field(discriminator="name"),
 ]
 
@@ -55,6 +55,14 @@ def _default_steps() -> list[Any]:
 class FilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: list[StepConfig] = Field(default_factory=_default_steps)
+    preset: Optional[str] = Field(None, description="a named preset (curate.filter.presets) that gave the steps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        from curate.filter.presets import expand_preset
+
+        return expand_preset(data)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -124,10 +132,11 @@ def load_filter_config(path: str | Path) -> FilterConfig:
     if not isinstance(data, dict):
         raise ValueError(f"filter config {path} must be a mapping with `steps:`, got {type(data).__name__}")
     prefix = ""
-    if "steps" not in data and "filter" in data:
+    if "steps" not in data and "preset" not in data and "filter" in data:
         data, prefix = data["filter"] or {}, "filter."
-    elif "steps" not in data:
-        raise ValueError(f"filter config {path} needs a top-level `steps:` list (or a `filter:` section with one)")
+    elif "steps" not in data and "preset" not in data:
+        raise ValueError(f"filter config {path} needs a top-level `steps:` list or `preset:` "
+                         "(or a `filter:` section with one)")
     try:
         config = FilterConfig.model_validate(data)
     except ValidationError as exc:
@@ -155,6 +164,10 @@ def filter_run(run_dir: str | Path, config: FilterConfig) -> dict:
     results += [(step.name, step.evaluate(ctx)) for step in config.steps]
     decisions, counts = _combine(ctx, results)
     tables.write_table(run_dir, "decisions", decisions)
+    if config.preset is not None:
+        from curate.filter.presets import preset_note
+
+        counts["preset"] = preset_note(config.preset, run_dir)
     return counts
 
 
