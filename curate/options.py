@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Options(BaseModel):
@@ -28,7 +28,22 @@ class CrawlOptions(_Options):
 class IngestOptions(_Options):
     path: Optional[str] = None
     url_col: str = "url"
-    caption_col: Optional[str] = "caption"
+    caption_col: Optional[str] = Field("caption", description="column of captions; null (or 'none') for a list of "
+                                                               "URLs only")
+    save_additional_columns: Optional[list[str]] = Field(
+        None, description="other columns of the list to carry into pairs/, as img2dataset's option of that name")
+
+    @field_validator("caption_col", mode="before")
+    @classmethod
+    def _no_caption_column(cls, value):
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
+    @field_validator("save_additional_columns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value or None
     max_caption_chars: int = Field(1000, ge=16)
     rows_per_part: int = Field(10_000, ge=1)
 

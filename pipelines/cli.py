@@ -69,10 +69,11 @@ def crawl(
 
 @app.command()
 def ingest(
-    list_path: Path = typer.Argument(..., metavar="LIST", help="URL list: Parquet, CSV, JSONL or TXT (img2dataset's format)"),
+    list_path: Path = typer.Argument(..., metavar="LIST", help="URL list: Parquet, CSV/TSV, JSON (any pandas orient), JSONL or TXT, .gz too (img2dataset's formats)"),
     run: Path = typer.Option(..., "--run", help="run folder"),
     url_col: str = typer.Option("url", "--url-col"),
-    caption_col: Optional[str] = typer.Option("caption", "--caption-col"),
+    caption_col: Optional[str] = typer.Option("caption", "--caption-col", help="column of captions; none for a list of URLs only"),
+    save_additional_columns: Optional[str] = typer.Option(None, "--save-additional-columns", help="other columns to keep in pairs/, comma-separated (as img2dataset)"),
 ):
     """Take an existing URL list into RUN/pairs/."""
     from curate.sources.ingest import ingest as ingest_stage
@@ -80,7 +81,8 @@ def ingest(
 
     if not list_path.exists():
         _fail(f"URL list not found: {list_path}")
-    opts = IngestOptions(path=str(list_path), url_col=url_col, caption_col=caption_col)
+    opts = IngestOptions(path=str(list_path), url_col=url_col, caption_col=caption_col,
+                         save_additional_columns=save_additional_columns)
     _run_stage(run, "ingest", ingest_stage, run, opts)
 
 
