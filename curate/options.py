@@ -80,8 +80,11 @@ class ScoreOptions(_Options):
 
 
 class ExportOptions(_Options):
-    webdataset: bool = False
-    rows_per_part: int = Field(10_000, ge=1)
+    webdataset: bool = Field(False, description="also write webdataset tars (with format img2dataset: img2dataset's "
+                                                "webdataset layout instead of its parquet layout)")
+    format: Literal["fairsift", "img2dataset"] = Field(
+        "fairsift", description="img2dataset: also write RUN/img2dataset/ in img2dataset's output layout")
+    rows_per_part: int = Field(10_000, ge=1, description="rows per Parquet row group of the corpus parts")
 
 
 def resolve_path(value: Optional[str], base: Optional[Path]) -> Optional[str]:

@@ -178,12 +178,15 @@ def filter_cmd(
 def export(
     run: Path = typer.Argument(..., help="run folder"),
     webdataset: bool = typer.Option(False, "--webdataset", help="also write webdataset .tar shards"),
+    format: str = typer.Option("fairsift", "--format", help="fairsift | img2dataset (also RUN/img2dataset/ in img2dataset's layout)"),  # noqa: A002
 ):
     """Write the kept rows as the training corpus: RUN/corpus/."""
     from curate.export.stage import export as export_stage
     from curate.options import ExportOptions
 
-    _run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset))
+    if format not in ("fairsift", "img2dataset"):
+        _fail(f"--format must be fairsift or img2dataset, not {format!r}")
+    _run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset, format=format))
 
 
 @app.command("run")
