@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 DATACOMP_SOURCE = ("DataComp (Gadre et al., 2023, arXiv:2304.14108), github.com/mlfoundations/datacomp "
                    "baselines/apply_filter.py")
@@ -96,24 +96,18 @@ def preset(name: str) -> Preset:
     return PRESETS[name]
 
 
-def expand_preset(data: Any) -> Any:
-    """A filter config `{preset: NAME}` becomes `{preset: NAME, steps: [...the preset's steps]}`."""
+def expand_preset(data: Any, normalise: Callable[[Any], Any]) -> Any:
+    """A filter config `{preset: NAME}` becomes `{preset: NAME, steps: [...the preset's steps]}`. `normalise` turns
+    a steps list into its validated form, so a config dumped after expansion matches its preset again."""
     if not isinstance(data, dict) or data.get("preset") is None:
         return data
     name = data["preset"]
     if not isinstance(name, str):
         raise ValueError(f"preset must be a name, one of: {', '.join(PRESETS)}")
     steps = [dict(s) if isinstance(s, dict) else s for s in preset(name).steps]
-    if data.get("steps") is not None and _normalised(data["steps"]) != _normalised(steps):
+    if data.get("steps") is not None and normalise(data["steps"]) != normalise(steps):
         raise ValueError(f"give either `preset: {name}` or `steps:`, not both (a preset is a fixed list of steps)")
     return {**data, "steps": steps}
-
-
-def _normalised(steps: Any) -> Any:
-    """Steps as the filter validates them, so a config dumped after expansion matches its preset again."""
-    from curate.filter.stage import FilterConfig
-
-    return FilterConfig.model_validate({"steps": steps}).model_dump(mode="json")["steps"]
 
 
 def clip_models(run_dir: str | Path) -> list[str]:

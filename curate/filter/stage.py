@@ -62,7 +62,7 @@ class FilterConfig(BaseModel):
     def _expand_preset(cls, data: Any) -> Any:
         from curate.filter.presets import expand_preset
 
-        return expand_preset(data)
+        return expand_preset(data, lambda steps: cls.model_validate({"steps": steps}).model_dump(mode="json")["steps"])
 
     @field_validator("steps", mode="before")
     @classmethod
