@@ -289,6 +289,51 @@ def report(run: Path = typer.Argument(..., help="run folder")):
 
 
 @app.command()
+def search(
+    run: Path = typer.Argument(..., help="run folder"),
+    text: Optional[str] = typer.Option(None, "--text", help="find pairs whose images match this text"),
+    image: Optional[Path] = typer.Option(None, "--image", help="find pairs whose images look like this image file"),
+    uid: Optional[str] = typer.Option(None, "--uid", help="find pairs like this pair of the run"),
+    k: int = typer.Option(20, "-k", help="how many pairs"),
+    kept_only: bool = typer.Option(False, "--kept-only", help="only pairs the filter kept"),
+    against: str = typer.Option("image", "--against", help="compare with the stored image (default) or text embeddings"),
+    format: str = typer.Option("table", "--format", help="table | json"),  # noqa: A002
+    model: Optional[str] = typer.Option(None, "--model", help="load this model for text/image queries instead of the run's"),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="with --model: open_clip pretrained tag"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="with --model: local checkpoint file"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto, for encoding the query"),
+):
+    """Nearest pairs by cosine over the run's CLIP embeddings (a faiss index, built once per run)."""
+    import json
+
+    from curate.search.query import ModelSpec, search as search_run
+    from curate.tables import MissingTableError
+
+    _check_run_folder(run)
+    if format not in ("table", "json"):
+        _fail(f"--format must be table or json, not {format!r}")
+    if against not in ("image", "text"):
+        _fail(f"--against must be image or text, not {against!r}")
+    spec = ModelSpec(model, pretrained, str(checkpoint) if checkpoint else None) if model else None
+    try:
+        result = search_run(run, text=text, image=image, uid=uid, k=k, kept_only=kept_only, against=against,
+                            model=spec, device=device)
+    except (MissingTableError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    if format == "json":
+        sys.stdout.write(json.dumps({**result.info, "results": result.table.to_pylist()}, ensure_ascii=False,
+                                    default=str) + "\n")
+        return
+    from pipelines.sql import format_result
+
+    if result.info.get("index_rebuilt"):
+        console.print(f"search index built: {result.info['index']}", highlight=False, soft_wrap=True)
+    if result.info.get("note"):
+        console.print(f"[bold yellow]note:[/] {result.info['note']}", highlight=False, soft_wrap=True)
+    format_result(result.table, "table", sys.stdout)
+
+
+@app.command()
 def dashboard(
     runs: List[Path] = typer.Argument(..., help="RUN [RUN2]: a second run turns on the Compare page"),
     port: int = typer.Option(8501, "--port"),
