@@ -257,12 +257,11 @@ def test_streams_in_batches_into_parts_and_reruns_identically(tmp_path, monkeypa
     ingest(run, options)  # another batch size, same table
     assert read_table(run, "pairs").equals(first)
 
+    if SHARED_ALT_TEXTS.is_file():  # all 10,000 when ../shared is beside the checkout
+        counts = ingest(tmp_path / "all", IngestOptions(path=str(SHARED_ALT_TEXTS), url_col="URL", caption_col="TEXT"))
+        assert counts["rows"] == 10_000 and counts["pairs"] == 9_999 and counts["dropped"]["invalid_url"] == 1
 
-def test_all_10000_shared_alt_texts_when_present(tmp_path):
-    if not SHARED_ALT_TEXTS.is_file():
-        pytest.skip("../shared is not beside this checkout (the bundled 2,002 alt-texts ran above)")
-    counts = ingest(tmp_path / "run", IngestOptions(path=str(SHARED_ALT_TEXTS), url_col="URL", caption_col="TEXT"))
-    assert counts["rows"] == 10_000 and counts["pairs"] == 9_999 and counts["dropped"]["invalid_url"] == 1
+
 
 
 def test_cli_ingest(tmp_path):
