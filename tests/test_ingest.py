@@ -283,4 +283,5 @@ def test_cli_ingest(tmp_path):
                              "--save-additional-columns", "width,text"])
     assert ok.exit_code == 0, ok.output
     table = read_table(run, "pairs")
-    assert table.column_names[len(PAIRS):] == ["width", "text"] and table.column("caption").null_count == 3 == table.num_rows
+    assert table.column_names[len(PAIRS):] == ["width", "text"]
+    assert table.column("caption").null_count == 3 == table.num_rows

@@ -52,7 +52,8 @@ def _stored(run_dir, modality="image") -> tuple[list[str], np.ndarray]:
 def _brute_force(run_dir, query: np.ndarray, k: int, exclude=None, keep=None, modality="image") -> list[str]:
     uids, vectors = _stored(run_dir, modality)
     cos = vectors @ (query / np.linalg.norm(query))
-    order = [uids[i] for i in np.argsort(-cos, kind="stable") if uids[i] != exclude and (keep is None or uids[i] in keep)]
+    order = [uids[i] for i in np.argsort(-cos, kind="stable")
+             if uids[i] != exclude and (keep is None or uids[i] in keep)]
     return order[:k]
 
 

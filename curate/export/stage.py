@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import tables
@@ -207,7 +206,8 @@ def _img2dataset(run_dir: Path, corpus_parts: list[Path], options: ExportOptions
     items = [(p.name, [_rel(run_dir, p)], [f"{IMG2DATASET_DIR}/{s}.parquet"]) for p, s in zip(corpus_parts, shards)]
     todo, current = plan_tasks("export_img2dataset", run_dir, items,
                                {"output_format": output_format, "encode_format": "jpg"})
-    todo += [t for t in current if output_format == "webdataset" and not t.output_paths[0].with_suffix(".tar").is_file()]
+    if output_format == "webdataset":  # a tar deleted by hand is written again
+        todo += [t for t in current if not t.output_paths[0].with_suffix(".tar").is_file()]
     map_parts(img2dataset_layout.write_shard, [(t, output_format) for t in todo], desc="img2dataset layout")
     expected = img2dataset_layout.expected_files(shards, output_format)
     for path in folder.iterdir() if folder.is_dir() else []:

@@ -19,7 +19,8 @@ LID_DEVIATION = ("language from fastText's compressed lid.176.ftz (bundled with 
 CAPTION_DEVIATION = ("captions are whitespace-normalised when crawled or ingested, so words and characters are "
                      "counted on the cleaned caption")
 TOP_FRACTION_DEVIATION = ("DataComp keeps every score >= the score at position int(0.3 n) of the descending order "
-                          "(one row more than 30%, plus ties at the cut); the clip_top_fraction step keeps round(0.3 n) "
+                          "(one row more than 30%, plus ties at the cut); the clip_top_fraction step keeps "
+                          "round(0.3 n) "
                           "rows of those with a clip_score and breaks ties by uid (curate/filter/top_fraction.py)")
 
 

@@ -138,10 +138,13 @@ def load_or_build(run_dir: str | Path, modality: str = "image", factory: Optiona
     record = {"modality": modality, "built_from": parts, "model": embeddings_model(run_dir), "factory": chosen,
               "rows": len(uids), "dim": int(vectors.shape[1]), "metric": "inner product of unit vectors (cosine)",
               "build_seconds": round(time.perf_counter() - start, 3)}
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic(index_path, lambda tmp: faiss.write_index(index, str(tmp)))
-    _atomic(uids_path, lambda tmp: pq.write_table(pa.table({"uid": pa.array(uids, pa.string())}), tmp))
-    _atomic(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic(index_path, lambda tmp: faiss.write_index(index, str(tmp)))
+        _atomic(uids_path, lambda tmp: pq.write_table(pa.table({"uid": pa.array(uids, pa.string())}), tmp))
+        _atomic(record_path, lambda tmp: tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
+    except OSError as exc:  # a read-only run folder still answers; the index is built again next time
+        record["not_stored"] = f"{type(exc).__name__}: {exc}"
     return SearchIndex(index, uids, record, rebuilt=True)
 
 

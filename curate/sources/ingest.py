@@ -25,7 +25,9 @@ from tqdm import tqdm
 
 from curate.options import IngestOptions
 from curate.sources.list_reader import TXT_URL_COLUMN, ListReader, list_format  # noqa: F401 (list_format: re-export)
-from curate.sources.pair_rows import PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts
+from curate.sources.pair_rows import (
+    PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts,
+)
 from curate.schemas import PAIRS
 from curate.tables import compute_uid
 
