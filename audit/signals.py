@@ -226,6 +226,8 @@ def _known_languages(path: Path) -> dict[str, tuple[str | None, float]]:
     lang = pq.read_table(path)
     if not {"uid", "language", "language_prob"} <= set(lang.column_names):
         return {}
+    if "detector" in lang.column_names:  # reuse only py3langid's verdicts: the filter defaults to fastText lid.176
+        lang = lang.filter(pc.equal(lang.column("detector"), "py3langid"))
     return {u: (l, p) for u, l, p in zip(lang.column("uid").to_pylist(), lang.column("language").to_pylist(),
                                          lang.column("language_prob").to_pylist())}
 

@@ -65,7 +65,6 @@ def measure(kind: str, run_dir: Path, memory_limit: str) -> dict:
         con = connect(run_dir, memory_limit, tables=("decisions", "groups"))
         rows = con.execute("select count(*) from decisions d left join groups g using (uid)").fetchall()[0][0]
     else:
-        import pandas as pd
 
         from curate.tables import read_table
 

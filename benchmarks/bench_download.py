@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from curate import tables  # noqa: E402
-from curate.download.stage import download  # noqa: E402
+from curate.download.stage import download, img2dataset_arguments  # noqa: E402
 from curate.net import robots  # noqa: E402
 from curate.net.loopback import LoopbackServer  # noqa: E402
 from curate.options import DownloadOptions  # noqa: E402
@@ -72,16 +72,6 @@ def process_pool_map(processes: int):
             return list(pool.map(fn, items))
 
     return map_parts
-
-
-def img2dataset_arguments(options: DownloadOptions, rows_per_shard: int) -> dict:
-    """bare img2dataset.download with the stage's output options."""
-    return dict(input_format="parquet", output_format="parquet", url_col="url", caption_col="caption",
-                save_additional_columns=["uid"], image_size=options.image_size, resize_mode=options.resize_mode,
-                processes_count=options.processes, thread_count=options.threads, timeout=options.timeout,
-                retries=options.retries, encode_quality=options.encode_quality, encode_format="jpg",
-                compute_hash="sha256", disallowed_header_directives=list(options.disallowed_header_directives),
-                number_sample_per_shard=rows_per_shard, distributor="multiprocessing", enable_wandb=False)
 
 
 def _quiet(log: Path):

@@ -48,6 +48,8 @@ PROBES_DIR = "probes"  # probes/<probe>.parquet, each a view probe_<probe>
 REPORT_DIR = "report"
 WEBDATASET_DIR = "corpus_webdataset"
 DECISION_PARTS_DIR = "decisions_parts"  # the filter's per-part decisions; decisions.parquet is their merge
+IMG2DATASET_DIR = "img2dataset"  # `fairsift export --format img2dataset`: img2dataset's own output layout
+SEARCH_INDEX_DIR = "search_index"  # `fairsift search`: the faiss index of signals/embeddings, built once per run
 MANIFEST = "manifest.json"
 
 # what each stage of `fairsift run` writes (paths relative to the run folder). signals/dedup belongs to the second
@@ -55,7 +57,8 @@ MANIFEST = "manifest.json"
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "crawl": ("pairs",), "ingest": ("pairs",), "download": ("shards",), "dedup": ("signals/phash",),
     "score": ("signals/clip", "signals/embeddings"), "dedup_semantic": ("signals/dedup",),
-    "groups": ("signals/groups",), "filter": ("decisions.parquet", DECISION_PARTS_DIR), "export": ("corpus", WEBDATASET_DIR),
+    "groups": ("signals/groups",), "filter": ("decisions.parquet", DECISION_PARTS_DIR),
+    "export": ("corpus", WEBDATASET_DIR, IMG2DATASET_DIR),
     "audit": (AUDIT_DIR,), "probe": (PROBES_DIR,), "report": (REPORT_DIR,),
 }
 

@@ -30,7 +30,22 @@ class CrawlOptions(_Options):
 class IngestOptions(_Options):
     path: Optional[str] = None
     url_col: str = "url"
-    caption_col: Optional[str] = "caption"
+    caption_col: Optional[str] = Field("caption", description="column of captions; null (or 'none') for a list of "
+                                                               "URLs only")
+    save_additional_columns: Optional[list[str]] = Field(
+        None, description="other columns of the list to carry into pairs/, as img2dataset's option of that name")
+
+    @field_validator("caption_col", mode="before")
+    @classmethod
+    def _no_caption_column(cls, value):
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "null") else value
+
+    @field_validator("save_additional_columns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return value or None
     max_caption_chars: int = Field(1000, ge=16)
     rows_per_part: int = Field(10_000, ge=1)
 
@@ -104,8 +119,11 @@ class ScoreOptions(_Options):
 
 
 class ExportOptions(_Options):
-    webdataset: bool = False
-    rows_per_part: int = Field(10_000, ge=1)
+    webdataset: bool = Field(False, description="also write webdataset tars (with format img2dataset: img2dataset's "
+                                                "webdataset layout instead of its parquet layout)")
+    format: Literal["fairsift", "img2dataset"] = Field(
+        "fairsift", description="img2dataset: also write RUN/img2dataset/ in img2dataset's output layout")
+    rows_per_part: int = Field(10_000, ge=1, description="rows per Parquet row group of the corpus parts")
 
 
 def resolve_path(value: Optional[str], base: Optional[Path]) -> Optional[str]:

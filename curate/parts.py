@@ -175,7 +175,12 @@ def atomic_write(table: pa.Table, path: str | os.PathLike, lineage_record: Optio
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     table = with_part_metadata(table, lineage_record)
     try:
-        pq.write_table(table, tmp, compression=parquet_kwargs.pop("compression", "zstd"), **parquet_kwargs)
+        compression = parquet_kwargs.pop("compression", "zstd")
+        if table.num_rows == 0:
+            # no row group at all: pq.write_table would write one of 0 rows, which Hugging Face `datasets` refuses
+            pq.ParquetWriter(tmp, table.schema, compression=compression).close()
+        else:
+            pq.write_table(table, tmp, compression=compression, **parquet_kwargs)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

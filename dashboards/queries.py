@@ -163,8 +163,10 @@ class RunData:
         return [c for c in self.columns("groups") if c not in NON_ATTRIBUTE_COLUMNS]
 
     def _sample_where(self, dropped_by: Optional[str], reason: str, attribute: Optional[str], group: Optional[str],
-                      score_range: Optional[tuple[float, float]], text: str) -> tuple[list[str], str, list]:
-        """The joins a filter needs (only those), its WHERE clause and parameters."""
+                      score_range: Optional[tuple[float, float]], text: str,
+                      groups: Optional[dict[str, list[str]]] = None) -> tuple[list[str], str, list]:
+        """The joins a filter needs (only those), its WHERE clause and parameters. `groups` selects several groups
+        at once: {attribute: [group, ...]}, any listed group of an attribute, every attribute listed."""
         joins, where, params = [], ["true"], []
         if (dropped_by or reason) and self.has("decisions"):
             joins.append("join decisions k using (uid)")
@@ -176,10 +178,15 @@ class RunData:
             if reason:
                 where.append("k.reason ilike ?")
                 params.append(f"%{reason}%")
-        if attribute and group is not None and attribute in self.group_attributes():
+        wanted = {a: list(v) for a, v in (groups or {}).items() if v}
+        if attribute and group is not None:
+            wanted.setdefault(attribute, []).append(group)
+        wanted = {a: v for a, v in wanted.items() if a in self.group_attributes()}
+        if wanted:
             joins.append("join groups g using (uid)")
-            where.append(f"cast(g.{_q(attribute)} as varchar) = ?")
-            params.append(group)
+            for attr, values in wanted.items():
+                where.append(f"cast(g.{_q(attr)} as varchar) in ({', '.join('?' * len(values))})")
+                params += [str(v) for v in values]
         if score_range and self.has("clip"):
             joins.append("join clip c using (uid)")
             where.append("c.clip_score between ? and ?")
@@ -191,14 +198,15 @@ class RunData:
 
     def samples(self, *, page: int = 0, page_size: int = 24, dropped_by: Optional[str] = None, reason: str = "",
                 attribute: Optional[str] = None, group: Optional[str] = None,
-                score_range: Optional[tuple[float, float]] = None, text: str = "") -> tuple[pd.DataFrame, int]:
+                score_range: Optional[tuple[float, float]] = None, text: str = "",
+                groups: Optional[dict[str, list[str]]] = None) -> tuple[pd.DataFrame, int]:
         """One page of samples (metadata only) and the total count matching the filters.
 
         The page's uids are found first, joining only the tables the filters need; details are then looked up for
         those few uids, so a page costs a scan of the filter columns, not a join of every table.
         """
         self.require("shards")
-        joins, where, params = self._sample_where(dropped_by, reason, attribute, group, score_range, text)
+        joins, where, params = self._sample_where(dropped_by, reason, attribute, group, score_range, text, groups)
         frm = " ".join(["shards s"] + joins)
         total = int(self.df(f"select count(*) n from {frm} where {where}", params)["n"][0])
         uids = list(self.df(f"select s.uid from {frm} where {where} order by s.uid limit ? offset ?",
@@ -212,6 +220,14 @@ class RunData:
                 cols += [f"{alias}.{n}" for n in names]
         page_df = self.df(f"select {', '.join(cols)} from {detail} order by s.uid", [uids])
         return page_df, total
+
+    def sample_uids(self, *, dropped_by: Optional[str] = None, reason: str = "", attribute: Optional[str] = None,
+                    group: Optional[str] = None, score_range: Optional[tuple[float, float]] = None, text: str = "",
+                    groups: Optional[dict[str, list[str]]] = None) -> pd.DataFrame:
+        """Every uid matching the Samples filters (the selection a user downloads), in uid order."""
+        self.require("shards")
+        joins, where, params = self._sample_where(dropped_by, reason, attribute, group, score_range, text, groups)
+        return self.df(f"select s.uid from {' '.join(['shards s'] + joins)} where {where} order by s.uid", params)
 
     def images(self, uids: list[str]) -> dict[str, bytes]:
         if not uids:
@@ -299,4 +315,13 @@ class RunData:
         total, missing = int(totals["total"][0]), int(totals["missing"][0])
         table = self.df(f"select g.country, count(*) n, count(*) / ? share{extra}{src} from {rows} "
                         "where g.country is not null group by g.country order by n desc, g.country", [max(total, 1)])
+        if population != "downloaded":
+            # as composition does: a country a filter removed entirely stays, with n = 0
+            every, _, _ = self.country_table("downloaded")
+            gone = every[~every["country"].isin(table["country"])].copy()
+            if not gone.empty:
+                for col in gone.columns:
+                    if col in ("n", "share", "from_caption", "from_cctld"):
+                        gone[col] = 0
+                table = pd.concat([table, gone[table.columns]], ignore_index=True)
         return table, total, missing

@@ -22,6 +22,8 @@ from pipelines.cli_support import (  # noqa: E402
     report_missing, run_stage, stage_options, warn_all,
 )
 
+from pipelines.summary import console  # noqa: E402
+
 plain_help_types()
 
 HELP = """fairsift builds filtered image-text training corpora and audits what each curation step does to whom.
@@ -92,7 +94,11 @@ def ingest(
     run: Path = typer.Option(..., "--run", metavar="RUN", help=RUN_HELP),
     url_col: str = typer.Option("url", "--url-col", metavar="COLUMN", help="the list's column that holds image URLs"),
     caption_col: Optional[str] = typer.Option("caption", "--caption-col", metavar="COLUMN",
-                                              help="the list's column that holds captions (alt texts)"),
+                                              help="the list's column that holds captions (alt texts); none for a "
+                                                   "list of URLs only"),
+    save_additional_columns: Optional[str] = typer.Option(None, "--save-additional-columns", metavar="COLUMNS",
+                                                          help="other columns of the list to keep in pairs/, "
+                                                               "comma-separated (as img2dataset)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -103,7 +109,8 @@ def ingest(
 
     if not list_path.exists():
         fail(f"URL list not found: {list_path}")
-    opts = stage_options(IngestOptions, path=str(list_path), url_col=url_col, caption_col=caption_col)
+    opts = stage_options(IngestOptions, path=str(list_path), url_col=url_col, caption_col=caption_col,
+                         save_additional_columns=save_additional_columns)
     run_stage(run, "ingest", ingest_stage, run, opts, json_output=json_output, engine=engine,
               ray_address=ray_address)
 
@@ -226,15 +233,24 @@ def filter_cmd(
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE",
                                           help="a YAML file with a `steps:` list (or a run config with a `filter:` "
                                                "section); default: dedup, basic, clip_top_fraction 0.3"),
+    preset: Optional[str] = typer.Option(None, "--preset", metavar="NAME",
+                                         help="a published baseline instead of --config: datacomp-basic, "
+                                              "datacomp-clip-score, datacomp-basic-clip-score or laion-400m"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Decide for every pair which filter steps it passes: RUN/decisions.parquet (nothing is deleted)."""
-    from curate.filter.stage import default_filter_config, filter_run, load_filter_config
+    from curate.filter.stage import FilterConfig, default_filter_config, filter_run, load_filter_config
 
+    if config is not None and preset is not None:
+        fail("give --config or --preset, not both")
     try:
-        cfg = load_filter_config(config) if config else default_filter_config()
+        if preset is not None:
+            from curate.filter.presets import preset as named_preset
+
+            named_preset(preset)  # an unknown name fails here with the list of presets, not pydantic's dump
+        cfg = load_filter_config(config) if config else FilterConfig(preset=preset) if preset else default_filter_config()
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if "groups" in cfg.required_tables() and groups_stale(run):
@@ -243,8 +259,10 @@ def filter_cmd(
 
         run_stage(run, "groups", build_group_signals, run, json_output=json_output, engine=engine,
               ray_address=ray_address)
-    run_stage(run, "filter", filter_run, run, cfg, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+    counts = run_stage(run, "filter", filter_run, run, cfg, json_output=json_output, engine=engine,
+                       ray_address=ray_address)
+    if isinstance(counts.get("preset"), dict) and counts["preset"].get("model_note") and not json_output:
+        console.print(f"preset {cfg.preset}: {counts['preset']['model_note']}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -252,6 +270,8 @@ def export(
     run: Path = typer.Argument(..., metavar="RUN", help=RUN_HELP),
     webdataset: bool = typer.Option(False, "--webdataset", help="also write webdataset .tar shards to "
                                                                 "RUN/corpus_webdataset/"),
+    format: str = typer.Option("fairsift", "--format", metavar="FORMAT",  # noqa: A002
+                               help="fairsift, or img2dataset: also write RUN/img2dataset/ in img2dataset's own layout"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -260,8 +280,10 @@ def export(
     from curate.export.stage import export as export_stage
     from curate.options import ExportOptions
 
-    run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset), json_output=json_output, engine=engine,
-              ray_address=ray_address)
+    if format not in ("fairsift", "img2dataset"):
+        fail(f"--format must be fairsift or img2dataset, not {format!r}")
+    run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset, format=format),
+              json_output=json_output, engine=engine, ray_address=ray_address)
 
 
 @app.command("run")
@@ -419,6 +441,51 @@ def report(
         fail(f"the report needs tables this run does not have yet: {'; '.join(missing)}")
     warn_all(notes)
     run_stage(run, "report", build_report, run, json_output=json_output)
+
+
+@app.command()
+def search(
+    run: Path = typer.Argument(..., help="run folder"),
+    text: Optional[str] = typer.Option(None, "--text", help="find pairs whose images match this text"),
+    image: Optional[Path] = typer.Option(None, "--image", help="find pairs whose images look like this image file"),
+    uid: Optional[str] = typer.Option(None, "--uid", help="find pairs like this pair of the run"),
+    k: int = typer.Option(20, "-k", help="how many pairs"),
+    kept_only: bool = typer.Option(False, "--kept-only", help="only pairs the filter kept"),
+    against: str = typer.Option("image", "--against", help="compare with the stored image (default) or text embeddings"),
+    format: str = typer.Option("table", "--format", help="table | json"),  # noqa: A002
+    model: Optional[str] = typer.Option(None, "--model", help="load this model for text/image queries instead of the run's"),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="with --model: open_clip pretrained tag"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="with --model: local checkpoint file"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto, for encoding the query"),
+):
+    """Nearest pairs by cosine over the run's CLIP embeddings (a faiss index, built once per run)."""
+    import json
+
+    from curate.search.query import ModelSpec, search as search_run
+    from curate.tables import MissingTableError
+
+    check_run_folder(run)
+    if format not in ("table", "json"):
+        fail(f"--format must be table or json, not {format!r}")
+    if against not in ("image", "text"):
+        fail(f"--against must be image or text, not {against!r}")
+    spec = ModelSpec(model, pretrained, str(checkpoint) if checkpoint else None) if model else None
+    try:
+        result = search_run(run, text=text, image=image, uid=uid, k=k, kept_only=kept_only, against=against,
+                            model=spec, device=device)
+    except (MissingTableError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if format == "json":
+        sys.stdout.write(json.dumps({**result.info, "results": result.table.to_pylist()}, ensure_ascii=False,
+                                    default=str) + "\n")
+        return
+    from pipelines.sql import format_result
+
+    if result.info.get("index_rebuilt"):
+        console.print(f"search index built: {result.info['index']}", highlight=False, soft_wrap=True)
+    if result.info.get("note"):
+        console.print(f"[bold yellow]note:[/] {result.info['note']}", highlight=False, soft_wrap=True)
+    format_result(result.table, "table", sys.stdout)
 
 
 @app.command()

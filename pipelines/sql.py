@@ -147,9 +147,20 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, dict)):
-        text = json.dumps(_plain(value))
+        text = json.dumps(_plain(_bytes_as_sizes(value)))
         return text if len(text) <= 60 else text[:57] + "..."
     return str(value)
+
+
+def _bytes_as_sizes(value: Any) -> Any:
+    """Bytes inside a struct or list (the corpus's `image` is {bytes, path}) shown as their size, as at top level."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, dict):
+        return {k: _bytes_as_sizes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_bytes_as_sizes(v) for v in value]
+    return value
 
 
 def _csv_cell(value: Any) -> Any:

@@ -41,8 +41,8 @@ def test_default_config_is_dedup_basic_top_30_percent():
     assert [s.name for s in config.steps] == ["dedup", "basic", "clip_top_fraction"]
     assert config.steps[2].fraction == 0.3
     basic = config.steps[1]
-    assert (basic.languages, basic.min_words, basic.min_side, basic.max_ratio, basic.use) == (["en"], 3, 200, 3.0,
-                                                                                              "original")
+    assert (basic.languages, basic.detector, basic.min_words, basic.min_chars, basic.min_side, basic.max_ratio,
+            basic.use) == (["en"], "fasttext", 3, 6, 200, 3.0, "original")
 
 
 def test_decisions_have_one_row_per_shard_and_kept_is_and_of_steps(planted):
@@ -92,9 +92,9 @@ def test_each_planted_case_is_dropped_by_its_step_with_value_and_threshold(plant
     assert german["reason"].startswith("language de (") and german["reason"].endswith(") not in [en]")
 
     assert not d.loc[uid["short"], "pass_caption_words"]
-    assert d.loc[uid["small"], "reason"] == "min side 150 <= 200 (original 150x400)"
+    assert d.loc[uid["small"], "reason"] == "min side 150 < 200 (original 150x400)"
     assert d.loc[uid["small"], "pass_aspect_ratio"]
-    assert d.loc[uid["wide"], "reason"] == "aspect ratio 4 >= 3 (original 1200x300)"
+    assert d.loc[uid["wide"], "reason"] == "aspect ratio 4 > 3 (original 1200x300)"
     assert d.loc[uid["nsfw"], "reason"] == "caption contains NSFW term 'erotica'"
     assert d.loc[uid["erotic_inside_word"], "pass_nsfw_caption"]  # whole words only: "heterotic" is fine
 
@@ -129,12 +129,13 @@ def test_basic_is_one_step_with_sub_checks_in_reason_and_columns(planted):
     d = _decisions(run_dir)
     for key, check, text in [("german", "language", "language de ("),
                              ("short", "caption_words", "caption_words: 1 words < min_words 3"),
-                             ("small", "image_size", "image_size: min side 150 <= 200"),
-                             ("wide", "aspect_ratio", "aspect_ratio: aspect ratio 4 >= 3")]:
+                             ("small", "image_size", "image_size: min side 150 < 200"),
+                             ("wide", "aspect_ratio", "aspect_ratio: aspect ratio 4 > 3")]:
         row = d.loc[uid[key]]
         assert row["dropped_by"] == "basic" and not row[f"basic_{check}"]
         assert text in row["reason"]
-    sub_checks = ["basic_language", "basic_caption_words", "basic_image_size", "basic_aspect_ratio"]
+    sub_checks = ["basic_language", "basic_caption_words", "basic_caption_chars", "basic_image_size",
+                  "basic_aspect_ratio"]
     assert (d["pass_basic"] == d[sub_checks].all(axis=1)).all()
 
 
@@ -168,7 +169,8 @@ def test_language_is_detected_once_and_stored_in_signals_lang(planted):
     run_dir, uid, _ = planted
     filter_run(run_dir, _config("language"))
     lang = tables.read_table(run_dir, "lang").to_pandas().set_index("uid")
-    assert list(lang.columns) == ["language", "language_prob"]
+    assert list(lang.columns) == ["language", "language_prob", "detector"]
+    assert set(lang["detector"]) == {"fasttext"}
     assert lang.loc[uid["german"], "language"] == "de" and lang.loc[uid["sample_1"], "language"] == "en"
     assert lang.loc[uid["german"], "language_prob"] > 0.9
 
@@ -194,7 +196,7 @@ def _plant_lang(run_dir, planted: pa.Table) -> None:
         parts.atomic_write(planted.take([by_uid[u] for u in uids]), path, lineage)
 
 
-def test_uncertain_guesses_pass_unless_asked_to_drop(planted):
+def test_uncertain_guesses_fail_as_in_datacomp_unless_asked_to_pass(planted):
     run_dir, uid, _ = planted
     filter_run(run_dir, _config("language"))  # stores signals/lang
     stored = tables.read_table(run_dir, "lang")
@@ -203,12 +205,14 @@ def test_uncertain_guesses_pass_unless_asked_to_drop(planted):
     languages = ["bcl" if hit else v for hit, v in zip(is_row, stored["language"].to_pylist())]
     probs = [0.23 if hit else p for hit, p in zip(is_row, stored["language_prob"].to_pylist())]
     _plant_lang(run_dir, pa.table({"uid": stored["uid"], "language": languages,
-                                   "language_prob": pa.array(probs, pa.float32())}))
+                                   "language_prob": pa.array(probs, pa.float32()), "detector": stored["detector"]}))
     filter_run(run_dir, _config("language"))
-    assert _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
-    filter_run(run_dir, _config({"language": {"uncertain": "drop"}}))
     row = _decisions(run_dir).loc[uid["sample_1"]]
     assert not row["pass_language"] and "language bcl (0.23) not in [en]" in row["reason"]
+    filter_run(run_dir, _config({"language": {"uncertain": "pass"}}))
+    assert _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
+    filter_run(run_dir, _config({"language": {"uncertain": "pass", "uncertain_below": 0.2}}))
+    assert not _decisions(run_dir).loc[uid["sample_1"], "pass_language"]
 
 
 def test_min_confidence_fails_uncertain_english(planted):

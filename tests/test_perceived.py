@@ -23,7 +23,7 @@ from curate.tables import MissingTableError, compute_uid, read_table, table_path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "pipelines" / "sample" / "images"
-FAIRFACE = REPO.parent / "shared" / "data" / "fairface" / "images"
+FAIRFACE = REPO / "tests" / "data" / "fairface" / "images"
 TEST_MODEL = {"id": "tiny-test", "arch": "tiny-test", "pretrained": None, "checkpoint": None}
 
 

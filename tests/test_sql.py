@@ -95,7 +95,7 @@ def test_formats_csv_json_array_json_lines_and_aligned_text(run_dir):
 
 def test_binary_columns_are_summarised_in_text_and_base64_in_json(run_dir):
     table = run_query(run_dir, "select uid, image from corpus order by uid limit 1")
-    image = table.column("image")[0].as_py()
+    image = table.column("image")[0].as_py()["bytes"]  # the corpus stores images as HF's {bytes, path}
     out = io.StringIO()
     format_result(table, "table", out)
     assert f"<{len(image)} bytes>" in out.getvalue()
@@ -103,7 +103,7 @@ def test_binary_columns_are_summarised_in_text_and_base64_in_json(run_dir):
     format_result(table, "json", out)
     import base64
 
-    assert base64.b64decode(json.loads(out.getvalue())[0]["image"]) == image
+    assert base64.b64decode(json.loads(out.getvalue())[0]["image"]["bytes"]) == image
 
 
 def test_bad_sql_and_missing_run_give_sql_errors(run_dir, tmp_path):

@@ -130,3 +130,14 @@ def download_part(task: PartTask) -> dict:
     return {"rows": shards.num_rows,
             "status": {entry["values"]: entry["counts"] for entry in status},
             "success": sum(e["counts"] for e in status if e["values"] == STATUS_SUCCESS)}
+
+
+def img2dataset_arguments(options: DownloadOptions, rows_per_shard: int) -> dict:
+    """The arguments of a bare `img2dataset.download` that shapes images as these options do (same resizer, sizes,
+    quality, hash and X-Robots-Tag directives): for comparing with img2dataset itself."""
+    return dict(input_format="parquet", output_format="parquet", url_col="url", caption_col="caption",
+                save_additional_columns=["uid"], image_size=options.image_size, resize_mode=options.resize_mode,
+                processes_count=options.processes, thread_count=options.threads, timeout=options.timeout,
+                retries=options.retries, encode_quality=options.encode_quality, encode_format="jpg",
+                compute_hash="sha256", disallowed_header_directives=list(options.disallowed_header_directives),
+                number_sample_per_shard=rows_per_shard, distributor="multiprocessing", enable_wandb=False)

@@ -1,12 +1,21 @@
-"""The export stage: the kept rows of decisions, with their image bytes and clip_score, as RUN/corpus/.
+"""The export stage: the kept rows of decisions, with their images, img2dataset's columns and clip_score, as
+RUN/corpus/ (columns: curate.export.corpus).
 
-corpus/part-*.parquet follows the shards parts one for one (a part is done when its file exists, so a killed export
-resumes), with plain column types that DuckDB, pandas and Hugging Face `datasets` read as they are — the folder
-holds nothing else, so `pd.read_parquet("RUN/corpus")` and `load_dataset("parquet", data_dir="RUN/corpus")` work.
-With `webdataset`, corpus_webdataset/part-*.tar beside it holds <uid>.jpg, <uid>.txt and <uid>.json per sample.
+On the part model (curate.parts): a global step selects the kept rows of every shards part in one DuckDB query
+(shards' uid column only, joined to decisions and signals/clip), then `export_part` turns one shards part and its
+kept rows into one corpus part. A corpus part's lineage records the digests of its shards part, its pairs part
+(for the saved additional columns) and of the two things it read from the whole run: its slice of decisions (the
+kept row positions and uids: "decisions.parquet") and the clip values of those rows ("signals/clip"). So a filter
+rerun that keeps other rows rebuilds exactly the parts whose selection changed, and a part that kept nothing is a
+0-row part with the schema, so `pd.read_parquet("RUN/corpus")` gives an empty table when the filter kept nothing.
 
-RUN/.corpus_source.json records the hash of the decisions file the corpus was built from: when the filter is rerun
-with another config, the next export sees a different hash and rebuilds instead of mixing two selections.
+corpus/ holds only the Parquet parts, readable as they are by pandas, DuckDB and Hugging Face `datasets` (which
+returns `image` as an Image feature from the parts' metadata). Options:
+
+- `webdataset`: also RUN/corpus_webdataset/part-N.tar (<uid>.jpg, <uid>.txt, <uid>.json with every column but the
+  image); a tar is redone when its corpus part's digest changed (recorded in corpus_webdataset/.sources.json);
+- `format: img2dataset`: also RUN/img2dataset/ in img2dataset's own layout (curate.export.img2dataset_layout),
+  parquet, or webdataset with `webdataset`.
 """
 
 from __future__ import annotations
@@ -14,140 +23,204 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from curate import tables
+from curate.export import img2dataset_layout
+from curate.export.corpus import CORPUS, corpus_table, pairs_extra_columns
+from curate.export.tars import samples, write_tar
+from curate.layout import IMG2DATASET_DIR, WEBDATASET_DIR
 from curate.options import ExportOptions
-
-CORPUS = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("url", pa.string()),
-        ("caption", pa.string()),
-        ("image", pa.binary()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("clip_score", pa.float32()),
-        ("clip_model", pa.string()),  # which model made clip_score: says "TEST MODEL" when the test model did
-        ("sha256", pa.string()),
-        ("original_width", pa.int32()),
-        ("original_height", pa.int32()),
-    ]
+from curate.parts import (
+    MapParts, PartTask, atomic_write, part_digest, plan_tasks, remove_stale_outputs, serial_map,
 )
-SHARD_COLUMNS = [n for n in CORPUS.names if n not in ("clip_score", "clip_model")]
-SOURCE_FILE = ".corpus_source.json"  # in the run folder, not in corpus/: readers take every file of corpus/
-WEBDATASET_DIR = "corpus_webdataset"
+
+CORPUS_VERSION = 2  # in every corpus part's lineage: a change of the corpus columns redoes old parts
+TAR_SOURCES = ".sources.json"  # in corpus_webdataset/: tar name -> digest of the corpus part it was written from
+LEGACY_SOURCE_FILE = ".corpus_source.json"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass
+class Selection:
+    """The kept rows of one shards part and their clip values, in row order."""
+
+    rows: list[int] = field(default_factory=list)
+    uids: list[str] = field(default_factory=list)
+    scores: list = field(default_factory=list)
+    models: list = field(default_factory=list)
+
+    def digest(self, *columns: list) -> str:
+        h = hashlib.blake2b(digest_size=16)
+        for values in zip(*columns):
+            h.update(repr(values).encode())
+            h.update(b"\n")
+        return h.hexdigest()
 
 
-def export(run_dir: str | Path, options: ExportOptions) -> dict:
+def export(run_dir: str | Path, options: ExportOptions, *, map_parts: MapParts = serial_map) -> dict:
     run_dir = Path(run_dir)
-    decisions_path = tables.table_path(run_dir, "decisions")
-    decisions = tables.read_table(run_dir, "decisions", columns=["uid", "kept"])
     shard_parts = tables.list_parts(run_dir, "shards")
     if not shard_parts:
         raise tables.MissingTableError(run_dir, "shards")
-    corpus_dir = tables.table_path(run_dir, "corpus")
+    if not tables.table_exists(run_dir, "decisions"):
+        raise tables.MissingTableError(run_dir, "decisions")
+    (run_dir / LEGACY_SOURCE_FILE).unlink(missing_ok=True)  # the corpus's record before parts carried lineage
+    has_clip = tables.table_exists(run_dir, "clip")
+    selections = kept_selection(run_dir, shard_parts, has_clip)
 
-    source = _current_source(run_dir, corpus_dir, file_sha256(decisions_path))
-    rebuilt = source.pop("_rebuilt")
+    todo, current = [], []
+    for path in shard_parts:
+        name = path.name
+        selection = selections.get(name, Selection())
+        inputs = [_rel(run_dir, path)]
+        pairs_part = tables.part_path(run_dir, "pairs", name)
+        if pairs_part.is_file():
+            inputs.append(_rel(run_dir, pairs_part))
+        extra = {"decisions.parquet": selection.digest(selection.rows, selection.uids)}
+        if has_clip:
+            extra["signals/clip"] = selection.digest(selection.scores, selection.models)
+        output = _rel(run_dir, tables.part_path(run_dir, "corpus", name))
+        t, c = plan_tasks("export", run_dir, [(name, inputs, [output])], {"corpus_version": CORPUS_VERSION},
+                          settings={"row_group_size": options.rows_per_part}, extra_inputs=extra)
+        todo += [(task, selection) for task in t]
+        current += c
+    map_parts(export_part, todo, desc="export")
+    corpus_parts = [tables.part_path(run_dir, "corpus", p.name) for p in shard_parts]
+    remove_stale_outputs(tables.table_path(run_dir, "corpus"), [p.name for p in corpus_parts])
 
-    kept_uids = pc.filter(decisions["uid"], decisions["kept"]).combine_chunks()
-    clip = tables.read_table(run_dir, "clip", columns=["uid", "clip_score", "model"], required=False)
-    clip_by_uid = dict(zip(clip["uid"].to_pylist(), zip(clip["clip_score"].to_pylist(), clip["model"].to_pylist()))) \
-        if clip is not None else {}
-
-    written = skipped = tars = 0
-    for shard_part in tqdm(shard_parts, desc="export", unit="part", disable=None, leave=False):
-        out = tables.part_path(run_dir, "corpus", shard_part.name)
-        if shard_part.name in source["empty_parts"]:
-            skipped += 1
-            continue
-        if out.exists():
-            skipped += 1
-        else:
-            part = _corpus_part(shard_part, kept_uids, clip_by_uid)
-            written += 1
-            if part.num_rows == 0:
-                # no file for a part without kept rows: Hugging Face `datasets` fails on a Parquet file with no rows
-                source["empty_parts"].append(shard_part.name)
-                _write_source(run_dir, source)
-                continue
-            tables.atomic_write_parquet(part, out, row_group_size=options.rows_per_part)
-        tar_path = run_dir / WEBDATASET_DIR / f"{out.stem}.tar"
-        if options.webdataset and not tar_path.exists():
-            _write_tar(tables.read_part(out), tar_path)
-            tars += 1
-
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in tables.list_parts(run_dir, "corpus"))
-    return {"rows": rows, "kept": len(kept_uids), "parts": len(shard_parts), "parts_written": written,
-            "parts_skipped": skipped, "webdataset_tars_written": tars, "rebuilt": rebuilt}
+    tars = _webdataset(run_dir, corpus_parts, options, map_parts)
+    shards_written = _img2dataset(run_dir, corpus_parts, options, map_parts) if options.format == "img2dataset" else 0
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in corpus_parts)
+    kept = sum(len(s.rows) for s in selections.values())
+    return {"rows": rows, "kept": kept, "parts": len(shard_parts), "parts_written": len(todo),
+            "parts_skipped": len(current), "webdataset_tars_written": tars, "format": options.format,
+            "img2dataset_shards_written": shards_written}
 
 
-def _current_source(run_dir: Path, corpus_dir: Path, decisions_sha256: str) -> dict:
-    """The corpus's record of its decisions; files built from other decisions (or of unknown origin) are removed."""
-    source_path = run_dir / SOURCE_FILE
-    recorded = json.loads(source_path.read_text()) if source_path.exists() else {}
-    if recorded.get("decisions_sha256") == decisions_sha256:
-        return {"empty_parts": [], **recorded, "_rebuilt": False}
-    outputs = list(corpus_dir.glob("part-*.parquet")) + list((run_dir / WEBDATASET_DIR).glob("*.tar"))
-    for path in outputs:
-        path.unlink()
-    source = {"decisions_sha256": decisions_sha256, "empty_parts": []}
-    _write_source(run_dir, source)
-    return {**source, "_rebuilt": bool(outputs)}
+def _rel(run_dir: Path, path: Path) -> str:
+    return str(Path(path).relative_to(run_dir))
 
 
-def _write_source(run_dir: Path, source: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".tmp-{uuid.uuid4().hex}-{SOURCE_FILE.lstrip('.')}"
-    tmp.write_text(json.dumps(source, indent=2) + "\n")
-    os.replace(tmp, run_dir / SOURCE_FILE)
+def _sql_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _corpus_part(shard_part: Path, kept_uids: pa.Array, clip_by_uid: dict) -> pa.Table:
-    shards = tables.read_part(shard_part, columns=SHARD_COLUMNS)
-    kept = shards.filter(pc.is_in(shards["uid"], value_set=kept_uids))
-    found = [clip_by_uid.get(u, (None, None)) for u in kept["uid"].to_pylist()]
-    from_clip = {"clip_score": pa.array([f[0] for f in found], pa.float32()),
-                 "clip_model": pa.array([f[1] for f in found], pa.string())}
-    columns = {name: from_clip[name] if name in from_clip else kept[name].cast(CORPUS.field(name).type)
-               for name in CORPUS.names}
-    return pa.table(columns, schema=CORPUS)
+def kept_selection(run_dir: Path, shard_parts: list[Path], has_clip: bool) -> dict[str, Selection]:
+    """Global step: the kept rows of every shards part, with their clip values (DuckDB reads only the uid column of
+    shards). A uid listed twice in decisions or signals/clip counts once (its first row)."""
+    import duckdb
 
-
-def _write_tar(part: pa.Table, tar_path: Path) -> None:
-    """One sample = <uid>.jpg, <uid>.txt, <uid>.json; written under a temporary name, then renamed."""
-    import webdataset as wds
-
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tar_path.with_name(f".tmp-{uuid.uuid4().hex}-{tar_path.name}")
+    decisions = tables.table_path(run_dir, "decisions")
+    clip_sql = ""
+    clip_cols = "null::float as clip_score, null::varchar as model"
+    if has_clip:
+        clip_sql = (", c as (select distinct on (uid) uid, clip_score, model from read_parquet("
+                    f"{_sql_list(tables.list_parts(run_dir, 'clip'))}, filename=true, file_row_number=true, "
+                    "union_by_name=true) order by uid, filename, file_row_number)")
+        clip_cols = "c.clip_score, c.model"
+    query = (
+        f"with d as (select distinct on (uid) uid, kept from read_parquet({_sql_list([decisions])}, "
+        f"file_row_number=true) order by uid, file_row_number){clip_sql} "
+        f"select s.filename, s.file_row_number as row, s.uid, {clip_cols} "
+        f"from read_parquet({_sql_list(shard_parts)}, filename=true, file_row_number=true, union_by_name=true) s "
+        f"join d on s.uid = d.uid {'left join c on s.uid = c.uid' if has_clip else ''} "
+        "where d.kept order by s.filename, s.file_row_number"
+    )
+    con = duckdb.connect()
     try:
-        with open(tmp, "wb") as f:
-            # fixed mtime and owner so that the same corpus gives byte-identical tars
-            writer = wds.TarWriter(f, encoder=False, mtime=0.0, user="fairsift", group="fairsift",
-                                   format=tarfile.USTAR_FORMAT)
-            for row in part.to_pylist():
-                meta = {k: row[k] for k in CORPUS.names if k != "image"}
-                writer.write({"__key__": row["uid"], "jpg": row["image"] or b"",
-                              "txt": (row["caption"] or "").encode("utf-8"),
-                              "json": json.dumps(meta, ensure_ascii=False).encode("utf-8")})
-            writer.close()
-        os.replace(tmp, tar_path)
+        reader = con.sql(query).to_arrow_reader()
+        selections: dict[str, Selection] = {}
+        for batch in reader:
+            data = batch.to_pydict()
+            for filename, row, uid, score, model in zip(data["filename"], data["row"], data["uid"],
+                                                        data["clip_score"], data["model"]):
+                s = selections.setdefault(Path(filename).name, Selection())
+                s.rows.append(int(row))
+                s.uids.append(uid)
+                s.scores.append(score)
+                s.models.append(model)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        con.close()
+    return selections
+
+
+def export_part(item: tuple[PartTask, Selection]) -> dict:
+    """One shards part + its kept rows -> one corpus part (0 rows when none was kept)."""
+    task, selection = item
+    shards = pq.read_table(task.input_paths[0])
+    pairs_extras = None
+    if len(task.inputs) > 1:
+        extras = pairs_extra_columns(task.input_paths[1])
+        if extras:
+            pairs_extras = pq.read_table(task.input_paths[1], columns=["uid"] + extras)
+    table = corpus_table(shards, task.name, selection.rows, selection.scores, selection.models, pairs_extras)
+    # task.write's atomic write and lineage, with the row-group size readers stream by
+    atomic_write(table, task.output_paths[0], task.lineage, row_group_size=task.settings.get("row_group_size"))
+    return {"rows": table.num_rows}
+
+
+# ---- webdataset tars beside corpus/ ----
+def _webdataset(run_dir: Path, corpus_parts: list[Path], options: ExportOptions, map_parts: MapParts) -> int:
+    folder = run_dir / WEBDATASET_DIR
+    sources_path = folder / TAR_SOURCES
+    recorded = json.loads(sources_path.read_text()) if sources_path.is_file() else {}
+    digests = {f"{p.stem}.tar": part_digest(p) for p in corpus_parts}
+    if not options.webdataset:
+        # tars of an earlier export that no longer match the corpus would mislead: remove them
+        stale = [name for name in recorded if digests.get(name) != recorded[name]]
+        for name in stale:
+            (folder / name).unlink(missing_ok=True)
+            recorded.pop(name)
+        if stale:
+            _write_json(sources_path, recorded)
+        return 0
+    todo = [(str(p), str(folder / f"{p.stem}.tar")) for p in corpus_parts
+            if recorded.get(f"{p.stem}.tar") != digests[f"{p.stem}.tar"] or not (folder / f"{p.stem}.tar").is_file()]
+    map_parts(write_corpus_tar, todo, desc="webdataset")
+    for path in folder.glob("*.tar"):
+        if path.name not in digests:
+            path.unlink()
+    _write_json(sources_path, digests)
+    return len(todo)
+
+
+def write_corpus_tar(item: tuple[str, str]) -> dict:
+    """<uid>.jpg, <uid>.txt and <uid>.json (every column but the image) per corpus row."""
+    corpus_path, tar_path = item
+    part = pq.read_table(corpus_path)
+    rows = part.to_pylist()
+    n = write_tar(samples(rows, key=lambda r: r["uid"], image=lambda r: (r["image"] or {}).get("bytes"),
+                          meta=lambda r: {k: v for k, v in r.items() if k != "image"}), Path(tar_path))
+    return {"rows": n}
+
+
+# ---- img2dataset's layout ----
+def _img2dataset(run_dir: Path, corpus_parts: list[Path], options: ExportOptions, map_parts: MapParts) -> int:
+    output_format = "webdataset" if options.webdataset else "parquet"
+    folder = run_dir / IMG2DATASET_DIR
+    shards = [img2dataset_layout.shard_name(p.name) for p in corpus_parts]
+    items = [(p.name, [_rel(run_dir, p)], [f"{IMG2DATASET_DIR}/{s}.parquet"]) for p, s in zip(corpus_parts, shards)]
+    todo, current = plan_tasks("export_img2dataset", run_dir, items,
+                               {"output_format": output_format, "encode_format": "jpg"})
+    if output_format == "webdataset":  # a tar deleted by hand is written again
+        todo += [t for t in current if not t.output_paths[0].with_suffix(".tar").is_file()]
+    map_parts(img2dataset_layout.write_shard, [(t, output_format) for t in todo], desc="img2dataset layout")
+    expected = img2dataset_layout.expected_files(shards, output_format)
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.is_file() and not path.name.startswith(".") and path.name not in expected:
+            path.unlink()
+    return len(todo)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name.lstrip('.')}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["CORPUS", "export", "export_part", "kept_selection"]

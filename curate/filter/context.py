@@ -21,12 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from curate import tables
+from curate.filter.language_id import detect_languages
 
 SHARD_COLUMNS = ["uid", "caption", "status", "width", "height", "original_width", "original_height"]
-LANG_SCHEMA = pa.schema([("uid", pa.string()), ("language", pa.string()), ("language_prob", pa.float32())])
+LANG_SCHEMA = pa.schema([("uid", pa.string()), ("language", pa.string()), ("language_prob", pa.float32()),
+                         ("detector", pa.string())])
 
 
 def signal_inputs(run_dir: str | Path, table: str, part_name: str) -> list[str]:
@@ -72,6 +73,7 @@ class FilterContext:
                 self.rows[col] = None
         self.uids: np.ndarray = self.rows["uid"].to_numpy(dtype=object)
         self._index = pd.Index(self.uids)
+        self._languages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -121,39 +123,35 @@ class FilterContext:
 
     @cached_property
     def languages(self) -> tuple[np.ndarray, np.ndarray]:
-        """(language, probability) per row from signals/lang (written for this part before the steps run);
-        captions it lacks are detected here."""
-        stored = self.signal("lang", ["language", "language_prob"], required=False)
+        """(language, probability) per row from the default detector (fastText lid.176, as DataComp)."""
+        return self.languages_by("fasttext")
+
+    def languages_by(self, detector: str) -> tuple[np.ndarray, np.ndarray]:
+        """(language, probability) per row from this part's signals/lang (written before the steps run, by the
+        detector the config's first language step names); rows it lacks, or holds from another detector, are
+        detected here."""
+        if detector in self._languages:
+            return self._languages[detector]
+        stored = self.signal("lang", ["language", "language_prob", "detector"], required=False)
         known = stored if stored is not None else pd.DataFrame(columns=LANG_SCHEMA.names)
-        aligned = self.align(known)
+        if "detector" not in known:  # written before the column existed: py3langid's verdicts
+            known["detector"] = "py3langid"
+        known = known[known["detector"] == detector]
+        aligned = self.align(known[["uid", "language", "language_prob"]])
         missing = np.flatnonzero(aligned["language_prob"].isna().to_numpy())
         if len(missing):
-            detected = detect_languages([self.captions[i] for i in missing])
+            detected = detect_languages([self.captions[i] for i in missing], detector)
             aligned.iloc[missing, aligned.columns.get_loc("language")] = [d[0] for d in detected]
             aligned.iloc[missing, aligned.columns.get_loc("language_prob")] = [d[1] for d in detected]
         language = aligned["language"].to_numpy(dtype=object)
         prob = aligned["language_prob"].to_numpy(dtype=np.float64, na_value=0.0)
+        self._languages[detector] = (language, prob)
         return language, prob
 
 
-def language_table(uids: Sequence[str], captions: Sequence[Optional[str]]) -> pa.Table:
-    """signals/lang rows for one part: every row's caption language and its probability."""
-    detected = detect_languages([c if isinstance(c, str) else "" for c in captions])
+def language_table(uids: Sequence[str], captions: Sequence[Optional[str]], detector: str) -> pa.Table:
+    """signals/lang rows for one part: every row's caption language, its probability and the detector."""
+    detected = detect_languages([c if isinstance(c, str) else "" for c in captions], detector)
     return pa.Table.from_pydict({"uid": list(uids), "language": [d[0] for d in detected],
-                                 "language_prob": [float(d[1]) for d in detected]}, schema=LANG_SCHEMA)
-
-
-def detect_languages(captions: list[str]) -> list[tuple[str | None, float]]:
-    """py3langid's top language and its normalised probability; an empty caption has no language."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    results: list[tuple[str | None, float]] = []
-    for caption in tqdm(captions, desc="caption language", unit="caption", disable=None, leave=False):
-        text = caption.strip()
-        if not text:
-            results.append((None, 0.0))
-            continue
-        lang, prob = identifier.classify(text)
-        results.append((lang, float(prob)))
-    return results
+                                 "language_prob": [float(d[1]) for d in detected],
+                                 "detector": [detector] * len(detected)}, schema=LANG_SCHEMA)

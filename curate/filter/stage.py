@@ -9,7 +9,7 @@ A config lists steps in order, each written as a bare name, a one-key mapping or
 
     steps:
       - dedup
-      - basic                      # DataComp basic: language en, > 2 words, original min side > 200, aspect < 3
+      - basic                      # DataComp basic: fastText en, > 2 words, > 5 chars, original min side >= 200, aspect <= 3
       - clip_top_fraction: {fraction: 0.3, group_parity: {attribute: gender_terms, min_ratio: 0.9}}
       - name: nsfw_caption
 """
@@ -20,30 +20,30 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Optional, Union
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate import parts, tables
 from curate.layout import DECISION_PARTS_DIR as DECISION_PARTS
 from curate.filter.context import FilterContext, language_table, signal_inputs
 from curate.filter.reason_codes import with_reason_codes
 from curate.filter.steps import (
-    STEP_NAMES, AspectRatioStep, BasicStep, CaptionWordsStep, ClipThresholdStep, ClipTopFractionStep, DedupStep,
-    ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
+    STEP_NAMES, AspectRatioStep, BasicStep, CaptionCharsStep, CaptionWordsStep, ClipThresholdStep,
+    ClipTopFractionStep, DedupStep, ImageSizeStep, LanguageStep, NsfwCaptionStep, StepResult,
 )
 from curate.parts import MapParts, PartTask, plan_tasks, remove_stale_outputs, serial_map
 from curate.schemas import STATUS_SUCCESS
 from curate.suggest import did_you_mean, validation_lines
 
 StepConfig = Annotated[
-    Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, ImageSizeStep,
-          AspectRatioStep, NsfwCaptionStep, BasicStep],
+    Union[DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, CaptionCharsStep,
+          ImageSizeStep, AspectRatioStep, NsfwCaptionStep, BasicStep],
     Field(discriminator="name"),
 ]
 
@@ -64,6 +64,14 @@ def _default_steps() -> list[Any]:
 class FilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: list[StepConfig] = Field(default_factory=_default_steps)
+    preset: Optional[str] = Field(None, description="a named preset (curate.filter.presets) that gave the steps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        from curate.filter.presets import expand_preset
+
+        return expand_preset(data, lambda steps: cls.model_validate({"steps": steps}).model_dump(mode="json")["steps"])
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -129,10 +137,11 @@ def load_filter_config(path: str | Path) -> FilterConfig:
     if not isinstance(data, dict):
         raise ValueError(f"filter config {path} must be a mapping with `steps:`, got {type(data).__name__}")
     prefix = ""
-    if "steps" not in data and "filter" in data:
+    if "steps" not in data and "preset" not in data and "filter" in data:
         data, prefix = data["filter"] or {}, "filter."
-    elif "steps" not in data:
-        raise ValueError(f"filter config {path} needs a top-level `steps:` list (or a `filter:` section with one)")
+    elif "steps" not in data and "preset" not in data:
+        raise ValueError(f"filter config {path} needs a top-level `steps:` list or `preset:` "
+                         "(or a `filter:` section with one)")
     try:
         config = FilterConfig.model_validate(data)
     except ValidationError as exc:
@@ -154,10 +163,16 @@ def _needs_language(config: FilterConfig) -> bool:
     return any(isinstance(step, (LanguageStep, BasicStep)) for step in config.steps)
 
 
+def _stored_detector(config: FilterConfig) -> str:
+    """The detector whose verdicts signals/lang stores: the first language-reading step's (others detect per part)."""
+    return next(step.detector for step in config.steps if isinstance(step, (LanguageStep, BasicStep)))
+
+
 def language_part(task: PartTask) -> dict:
-    """shards part -> signals/lang part: the caption language of every row."""
+    """shards part -> signals/lang part: the caption language of every row, by the lineage's detector."""
     shards = pq.read_table(task.input_paths[0], columns=["uid", "caption"])
-    task.write(language_table(shards.column("uid").to_pylist(), shards.column("caption").to_pylist()))
+    task.write(language_table(shards.column("uid").to_pylist(), shards.column("caption").to_pylist(),
+                              task.lineage["options"]["detector"]))
     return {"rows": shards.num_rows}
 
 
@@ -185,7 +200,7 @@ def filter_run(run_dir: str | Path, config: FilterConfig, *, map_parts: MapParts
 
     if _needs_language(config):
         items = [(name, [f"shards/{name}"], [f"{tables.TABLE_PATHS['lang']}/{name}"]) for name in names]
-        todo, current = plan_tasks("lang", run_dir, items, {"detector": "py3langid"})
+        todo, current = plan_tasks("lang", run_dir, items, {"detector": _stored_detector(config)})
         map_parts(language_part, todo, desc="caption language")
         remove_stale_outputs(tables.table_path(run_dir, "lang"), names)
         counts["language_parts_detected"] = len(todo)
@@ -201,6 +216,10 @@ def filter_run(run_dir: str | Path, config: FilterConfig, *, map_parts: MapParts
     merge_decisions(run_dir, [run_dir / DECISION_PARTS / name for name in names])
     counts.update(decision_counts(run_dir, config, prepared))
     counts.update(parts=len(names), parts_decided=len(todo), parts_skipped=len(current))
+    if config.preset is not None:
+        from curate.filter.presets import preset_note
+
+        counts["preset"] = preset_note(config.preset, run_dir)
     return counts
 
 

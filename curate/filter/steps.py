@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from curate.filter.context import FilterContext
+from curate.filter.language_id import Detector
 from curate.filter.step_base import FilterStep, StepResult, step_result, fmt, nullable
 from curate.filter.top_fraction import prepare_top_fraction, top_fraction_step
 from curate.schemas import DUP_KINDS
@@ -111,16 +112,21 @@ class ClipTopFractionStep(FilterStep):
 
 
 class LanguageStep(FilterStep):
+    """Keep captions whose detected language is in `languages`. The default is DataComp's rule: fastText lid.176's
+    top-1 label is kept when it is in the list, whatever its probability (`detector: py3langid` for the older
+    detector; `uncertain: pass` to let a non-listed guess under `uncertain_below` through)."""
+
     name: Literal["language"] = "language"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1, description="ISO 639-1 codes kept")
-    min_confidence: float = Field(0.0, ge=0, le=1, description="py3langid's normalised probability of its top guess")
-    # py3langid guesses short captions badly ("a man smiling" -> bcl 0.23, "MacFarlane smiling" -> zu 0.06): dropping
-    # every such guess would drop short English captions and captions with non-English names, a bias of its own
+    detector: Detector = Field("fasttext", description="fasttext (lid.176, as DataComp) or py3langid")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="the detector's probability of its top guess")
     uncertain_below: float = Field(0.5, ge=0, le=1, description="a top guess under this probability is uncertain")
-    uncertain: Literal["pass", "drop"] = Field("pass", description="what happens to captions with an uncertain guess")
+    uncertain: Literal["pass", "drop"] = Field(
+        "drop", description="pass: a caption whose uncertain guess is not in `languages` passes (a short caption "
+                            "with a foreign name is often misread); drop: the top-1 guess decides, as DataComp")
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
-        language, prob = ctx.languages
+        language, prob = ctx.languages_by(self.detector)
         wanted = set(self.languages)
         in_list = np.array([lang in wanted for lang in language], dtype=bool)
         known = np.array([lang is not None for lang in language], dtype=bool)
@@ -143,8 +149,10 @@ class LanguageStep(FilterStep):
 
 
 class CaptionWordsStep(FilterStep):
+    """Words are what `str.split()` returns, as in DataComp's `len(caption.split()) > 2`."""
+
     name: Literal["caption_words"] = "caption_words"
-    min_words: int = Field(3, ge=0, description="DataComp's basic filter keeps captions of more than 2 words")
+    min_words: int = Field(3, ge=0, description="keep captions of at least this many words (DataComp: > 2 words)")
     max_words: Optional[int] = Field(None, ge=1)
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
@@ -163,22 +171,37 @@ class CaptionWordsStep(FilterStep):
         return result
 
 
+class CaptionCharsStep(FilterStep):
+    """Characters are Python's `len(caption)`, as in DataComp's `len(caption) > 5`."""
+
+    name: Literal["caption_chars"] = "caption_chars"
+    min_chars: int = Field(6, ge=0, description="keep captions of at least this many characters (DataComp: > 5)")
+
+    def evaluate(self, ctx: FilterContext) -> StepResult:
+        chars = np.array([len(c) for c in ctx.captions], dtype=np.int64)
+        passed = chars >= self.min_chars
+        result = step_result(passed, lambda i: f"{chars[i]} characters < min_chars {self.min_chars}")
+        result.helpers = {"caption_chars": chars.tolist()}
+        return result
+
+
 class ImageSizeStep(FilterStep):
-    """Smallest side must exceed min_side. DataComp measures the ORIGINAL image, before resizing for the shards."""
+    """Keep images whose smaller side is at least `min_side`, as DataComp's `min(original_width, original_height)
+    >= 200`. DataComp measures the ORIGINAL image, before it is resized for the shards."""
 
     name: Literal["image_size"] = "image_size"
-    min_side: int = Field(200, ge=0)
+    min_side: int = Field(200, ge=0, description="smallest side kept, in pixels (inclusive)")
     use: SizeSource = "original"
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
         width, height = ctx.image_sizes(self.use)
         side = np.fmin(width, height)
-        passed = np.nan_to_num(side, nan=-np.inf) > self.min_side
+        passed = np.nan_to_num(side, nan=-np.inf) >= self.min_side
 
         def reason(i: int) -> str:
             if math.isnan(side[i]):
                 return f"no {self.use} image size"
-            return f"min side {int(side[i])} <= {self.min_side} ({self.use} {int(width[i])}x{int(height[i])})"
+            return f"min side {int(side[i])} < {self.min_side} ({self.use} {int(width[i])}x{int(height[i])})"
 
         result = step_result(passed, reason)
         result.helpers = {"min_side": nullable(side)}
@@ -186,8 +209,10 @@ class ImageSizeStep(FilterStep):
 
 
 class AspectRatioStep(FilterStep):
+    """Keep images whose long side / short side is at most `max_ratio`, as DataComp's `aspect_ratio <= 3.0`."""
+
     name: Literal["aspect_ratio"] = "aspect_ratio"
-    max_ratio: float = Field(3.0, gt=1)
+    max_ratio: float = Field(3.0, ge=1, description="largest long/short side ratio kept (inclusive)")
     use: SizeSource = "original"
 
     def evaluate(self, ctx: FilterContext) -> StepResult:
@@ -195,12 +220,12 @@ class AspectRatioStep(FilterStep):
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.fmax(width, height) / np.fmin(width, height)
         ratio[np.fmin(width, height) == 0] = np.inf
-        passed = np.nan_to_num(ratio, nan=np.inf) < self.max_ratio
+        passed = np.nan_to_num(ratio, nan=np.inf) <= self.max_ratio
 
         def reason(i: int) -> str:
             if math.isnan(ratio[i]):
                 return f"no {self.use} image size"
-            return (f"aspect ratio {fmt(ratio[i])} >= {fmt(self.max_ratio)} "
+            return (f"aspect ratio {fmt(ratio[i])} > {fmt(self.max_ratio)} "
                     f"({self.use} {int(width[i])}x{int(height[i])})")
 
         result = step_result(passed, reason)
@@ -237,25 +262,27 @@ class NsfwCaptionStep(FilterStep):
 
 
 class BasicStep(FilterStep):
-    """DataComp's "basic" filter as ONE step: English caption, more than 2 words, original min side > 200 and
-    aspect ratio < 3. One `pass_basic` column keeps the funnel comparable with DataComp; the sub-checks are still
-    visible as `basic_<check>` boolean columns and in the reason. List the four steps separately to audit each."""
+    """DataComp's basic filter, boundaries included (baselines/apply_filter.py,
+    load_uids_with_basic_filter_helper): fastText lid.176's top-1 language is `en`, `len(caption.split()) > 2`,
+    `len(caption) > 5`, `min(original_width, original_height) >= 200` and `max / min side <= 3`.
+
+    One `pass_basic` column keeps the funnel comparable with DataComp; each sub-check is also a `basic_<check>`
+    boolean column and named in the reason. List the five steps separately to audit each on its own."""
 
     name: Literal["basic"] = "basic"
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
-    min_confidence: float = Field(0.0, ge=0, le=1)
-    uncertain_below: float = Field(0.5, ge=0, le=1)
-    uncertain: Literal["pass", "drop"] = "pass"
+    detector: Detector = "fasttext"
     min_words: int = Field(3, ge=0)
+    min_chars: int = Field(6, ge=0)
     min_side: int = Field(200, ge=0)
-    max_ratio: float = Field(3.0, gt=1)
+    max_ratio: float = Field(3.0, ge=1)
     use: SizeSource = "original"
 
     def sub_steps(self) -> list[FilterStep]:
         return [
-            LanguageStep(languages=self.languages, min_confidence=self.min_confidence,
-                         uncertain_below=self.uncertain_below, uncertain=self.uncertain),
+            LanguageStep(languages=self.languages, detector=self.detector, uncertain="drop"),
             CaptionWordsStep(min_words=self.min_words),
+            CaptionCharsStep(min_chars=self.min_chars),
             ImageSizeStep(min_side=self.min_side, use=self.use),
             AspectRatioStep(max_ratio=self.max_ratio, use=self.use),
         ]
@@ -278,7 +305,7 @@ class BasicStep(FilterStep):
 
 
 STEP_TYPES: tuple[type[FilterStep], ...] = (
-    DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, ImageSizeStep,
-    AspectRatioStep, NsfwCaptionStep, BasicStep,
+    DedupStep, ClipThresholdStep, ClipTopFractionStep, LanguageStep, CaptionWordsStep, CaptionCharsStep,
+    ImageSizeStep, AspectRatioStep, NsfwCaptionStep, BasicStep,
 )
 STEP_NAMES: tuple[str, ...] = tuple(t.model_fields["name"].default for t in STEP_TYPES)
