@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -165,16 +166,22 @@ def expected_dedup(rows: list[Row], max_distance: int, *, clip: bool = False, se
         vectors = np.array([first[r.uid] for r in ok])
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         cos = vectors @ vectors.T
-    for i in range(n):
-        for j in range(i + 1, n):
-            if ok[i].url == ok[j].url:
-                kinds["url"].append((i, j))
-            if sha[i] == sha[j]:
-                kinds["sha256"].append((i, j))
-            if ok[i].phash is not None and ok[j].phash is not None and bin(ok[i].phash ^ ok[j].phash).count("1") <= max_distance:
-                kinds["phash"].append((i, j))
-            if vectors is not None and ok[i].uid != ok[j].uid and cos[i, j] >= semantic_threshold:
-                kinds["semantic"].append((i, j))
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+
+    def equal(values: list) -> np.ndarray:
+        codes = pd.factorize(pd.Series(values, dtype=object))[0]
+        return (codes[:, None] == codes[None, :]) & upper
+
+    kinds["url"] = np.argwhere(equal([r.url for r in ok])).tolist()
+    kinds["sha256"] = np.argwhere(equal(sha)).tolist()
+    has = np.array([r.phash is not None for r in ok])
+    hashes = np.array([r.phash or 0 for r in ok], dtype=np.uint64)
+    xor = (hashes[:, None] ^ hashes[None, :]).astype(">u8").view(np.uint8).reshape(n, n, 8)
+    bits = np.unpackbits(xor, axis=2).sum(axis=2)  # popcount, independently of the code under test
+    kinds["phash"] = np.argwhere((bits <= max_distance) & has[:, None] & has[None, :] & upper).tolist()
+    if vectors is not None:
+        same_uid = equal([r.uid for r in ok])
+        kinds["semantic"] = np.argwhere((cos >= semantic_threshold) & upper & ~same_uid).tolist()
     labels, edges = [], []
     for kind in kinds:
         edges += kinds[kind]
