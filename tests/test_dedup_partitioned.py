@@ -45,11 +45,14 @@ def planted_hashes(seed: int, n: int = 1200, d: int = 4) -> np.ndarray:
 def partitioned_links(hashes: np.ndarray, d: int, n_partitions: int, n_maps: int, tmp: Path) -> np.ndarray:
     """The map and reduce of the pHash search over real shuffle files, with rows split over several map tasks."""
     rows = np.arange(len(hashes), dtype=np.int64)
+    found = []
     for m, chunk in enumerate(np.array_split(rows, n_maps)):
-        table, partition = near.records(chunk, hashes[chunk], d, n_partitions)
+        heads, distinct, local_links = near.combine(chunk, hashes[chunk])  # the map-side combiner
+        found.append(local_links)
+        table, partition = near.records(heads, distinct, d, n_partitions)
         shuffle.write(tmp / f"{m:06d}", table, partition, n_partitions)
     files = [str(tmp / f"{m:06d}") for m in range(n_maps)]
-    found = [near.links_in_partition(shuffle.read(files, p, near.RECORD_SCHEMA), d) for p in range(n_partitions)]
+    found += [near.links_in_partition(shuffle.read(files, p, near.RECORD_SCHEMA), d) for p in range(n_partitions)]
     return np.concatenate(found)
 
 
@@ -102,12 +105,15 @@ def test_partitioned_exact_keys_equal_brute_force(tmp_path, n_partitions):
     urls = [f"http://x.test/{int(v)}" for v in rng.integers(0, 300, size=800)]
     shas = [None if v < 40 else f"{int(v):064x}" for v in rng.integers(0, 500, size=800)]
     rows = np.arange(800, dtype=np.int64) * 3 + 11  # row ids need not be dense
-    for m, chunk in enumerate(np.array_split(np.arange(800), 5)):
-        table, partition = exact.records(rows[chunk], {"url": pa.array([urls[i] for i in chunk]),
-                                                       "sha256": pa.array([shas[i] for i in chunk])}, n_partitions)
-        shuffle.write(tmp_path / f"{m:06d}", table, partition, n_partitions)
-    files = [str(tmp_path / f"{m:06d}") for m in range(5)]
     found = {"url": [], "sha256": []}
+    for m, chunk in enumerate(np.array_split(np.arange(800), 5)):
+        table = exact.records(rows[chunk], {"url": pa.array([urls[i] for i in chunk]),
+                                            "sha256": pa.array([shas[i] for i in chunk])})
+        table, local_links = exact.combine(table)  # the map-side combiner, as the stage runs it
+        for kind, links in local_links.items():
+            found[kind].append(links)
+        shuffle.write(tmp_path / f"{m:06d}", table, exact.partitions(table, n_partitions), n_partitions)
+    files = [str(tmp_path / f"{m:06d}") for m in range(5)]
     for p in range(n_partitions):
         for kind, links in exact.links_in_partition(shuffle.read(files, p, exact.RECORD_SCHEMA)).items():
             found[kind].append(links)

@@ -201,7 +201,8 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
         return 0
     attrs = attrs.take(pa.array(np.searchsorted(attrs.column("row").to_numpy(), nodes)))
     n = len(nodes)
-    compact = {kind: np.searchsorted(nodes, l.reshape(-1, 2)) for kind, l in links.items()}
+    compact = {kind: np.searchsorted(nodes, l.reshape(-1, 2)).astype(np.int32 if n < 2**31 else np.int64)
+               for kind, l in links.items()}
     uids = attrs.column("uid")
     is_eval = ~np.asarray(attrs.column("eval_distance").is_null().to_numpy(zero_copy_only=False), dtype=bool)
     clip = _clip_scores(run_dir, uids)
@@ -216,8 +217,8 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
     valid = ~np.asarray(phash.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     hashes = np.asarray(phash.fill_null(0).to_numpy(), dtype=np.uint64)
     distance = hamming_distance(hashes, hashes[rep]).astype(np.int16)
-    uid_values = np.asarray(uids.to_numpy(zero_copy_only=False), dtype=object)
-    dup_of = np.where(is_rep, None, uid_values[rep])
+    dup_of = pc.if_else(pa.array(is_rep), pa.scalar(None, pa.string()), uids.take(pa.array(rep)))
+    kind = pa.array(list(links), pa.string()).take(pa.array(clusters.kind, mask=clusters.kind < 0))
 
     starts = np.array([0] + list(np.cumsum([n_rows for _, n_rows in parts])), dtype=np.int64)
     part_of = np.searchsorted(starts, nodes, side="right") - 1
@@ -229,8 +230,8 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
         sl = slice(lo, hi)
         write_temp(pa.table({
             "index": pa.array((nodes[sl] - starts[i]).astype(np.int32)),
-            "dup_of": pa.array(dup_of[sl], type=pa.string()),
-            "dup_kind": pa.array(clusters.kind[sl], type=pa.string()),
+            "dup_of": dup_of.slice(lo, hi - lo),
+            "dup_kind": kind.slice(lo, hi - lo),
             "cluster_size": pa.array(clusters.size[sl].astype(np.int32)),
             "phash_distance": pa.array(distance[sl], mask=~(valid[sl] & valid[rep[sl]] & ~is_rep[sl])),
         }), work / "resolved" / name)

@@ -2,9 +2,10 @@
 every hash.
 
 Design. Split the 64 bits into d + 1 outer blocks (d = phash_distance; 13 bits each for d = 4). Two hashes within
-distance d agree exactly on at least one outer block (pigeonhole). Map side (per group of shards parts): each image
-row emits d + 1 records (block b, row id, pHash), record b going to partition `mix64(b, value of block b) mod P`, so
-hashes that share a block's value meet in one partition. Reduce side (one task per partition, run by the engine),
+distance d agree exactly on at least one outer block (pigeonhole). Map side (per group of shards parts): a combiner
+links rows of the map task with identical hashes (stars, saved by the map task); each distinct hash, standing for its
+smallest row, emits d + 1 records (block b, row id, pHash), record b going to partition `mix64(b, value of block b)
+mod P`, so hashes that share a block's value meet in one partition. Reduce side (one task per partition, run by the engine),
 for each block b present in the partition:
 
 - identical hashes (they agree on every block) are linked as stars, from block 0's records only;
@@ -46,6 +47,15 @@ def outer_blocks(max_distance: int) -> list[tuple[int, int]]:
 
 def records_per_row(max_distance: int) -> int:
     return max(1, len(outer_blocks(max_distance)))
+
+
+def combine(rows: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Map-side combiner: (smallest row of each distinct hash, the hash, star links among identical hashes)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    order = np.lexsort((rows, hashes))
+    unique, first = np.unique(hashes[order], return_index=True)
+    return rows[order][first], unique, star_links_of_groups([hashes], rows)
 
 
 def records(rows: np.ndarray, hashes: np.ndarray, max_distance: int, n_partitions: int) -> tuple[pa.Table, np.ndarray]:

@@ -94,7 +94,7 @@ def keys_task(task: KeysTask) -> dict:
     """Map side: exact-key and pHash shuffle records of a group of shards parts, and each part's nodes file."""
     run, work = Path(task.run_dir), Path(task.work)
     eval_hashes = np.array(task.eval_hashes, dtype=np.uint64)
-    exact_tables, exact_parts, near_tables, near_parts = [], [], [], []
+    exact_tables, near_rows, near_hashes = [], [], []
     counts = {"rows": 0, "images": 0, "phash_failed": 0, "eval_matches": 0}
     for name, offset in task.parts:
         shards_path = tables.part_path(run, "shards", name)
@@ -114,13 +114,10 @@ def keys_task(task: KeysTask) -> dict:
         hashes = np.asarray(phash.fill_null(0).to_numpy(), dtype=np.uint64)
         rows = offset + local.astype(np.int64)
 
-        table, partition = exact.records(rows, {"url": shards.column("url").combine_chunks().take(take),
-                                                "sha256": sha256}, task.exact_partitions)
-        exact_tables.append(table)
-        exact_parts.append(partition)
-        table, partition = near.records(rows[valid], hashes[valid], task.phash_distance, task.near_partitions)
-        near_tables.append(table)
-        near_parts.append(partition)
+        exact_tables.append(exact.records(rows, {"url": shards.column("url").combine_chunks().take(take),
+                                                 "sha256": sha256}))
+        near_rows.append(rows[valid])
+        near_hashes.append(hashes[valid])
 
         match = np.full(len(rows), -1, dtype=np.int64)
         distance = np.full(len(rows), -1, dtype=np.int64)
@@ -135,11 +132,25 @@ def keys_task(task: KeysTask) -> dict:
         counts["images"] += len(rows)
         counts["phash_failed"] += int((~valid).sum())
         counts["eval_matches"] += int(has_match.sum())
-    shuffle.write(work / "exact" / map_file(task.index), pa.concat_tables(exact_tables),
-                  np.concatenate(exact_parts), task.exact_partitions)
-    shuffle.write(work / "near" / map_file(task.index), pa.concat_tables(near_tables),
-                  np.concatenate(near_parts), task.near_partitions)
+    # combiners: rows of this task sharing a key or a pHash are linked here; one record per key goes on
+    records, links = exact.combine(pa.concat_tables(exact_tables))
+    del exact_tables
+    shuffle.write(work / "exact" / map_file(task.index), records, exact.partitions(records, task.exact_partitions),
+                  task.exact_partitions)
+    del records
+    heads, distinct, links["phash"] = near.combine(np.concatenate(near_rows), np.concatenate(near_hashes))
+    del near_rows, near_hashes
+    records, partition = near.records(heads, distinct, task.phash_distance, task.near_partitions)
+    shuffle.write(work / "near" / map_file(task.index), records, partition, task.near_partitions)
+    save_links(work, f"map{map_file(task.index)}", links)
     return counts
+
+
+def save_links(work: Path, suffix: str, links: dict[str, np.ndarray]) -> None:
+    (work / "links").mkdir(parents=True, exist_ok=True)
+    for kind, pairs in links.items():
+        if len(pairs):
+            np.save(work / "links" / f"{kind}-{suffix}.npy", np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
 
 
 @dataclass(frozen=True)
@@ -181,8 +192,7 @@ def reduce_task(task: ReduceTask) -> dict:
         return {"semantic": links.num_rows}
     else:
         raise ValueError(f"unknown shuffle {task.shuffle!r}")
-    for kind, pairs in found.items():
-        np.save(links_dir / f"{kind}-{suffix}.npy", np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    save_links(Path(task.work), suffix, found)
     return {kind: len(pairs) for kind, pairs in found.items()}
 
 
