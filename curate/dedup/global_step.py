@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from curate import tables
 from curate.dedup import near, semantic
 from curate.dedup.clusters import cluster
-from curate.dedup.hamming_index import hamming_distance
+from curate.dedup.hamming_index import hamming_distance, sorted_unique
 from curate.dedup.shuffle import partition_count
 from curate.dedup.tasks import (EmbeddingsTask, KeysTask, ReduceTask, assign_task, keys_task, map_file, reduce_task,
                                 sample_task, write_temp)
@@ -54,11 +54,29 @@ ROW_KINDS = ("url", "sha256", "phash")
 
 @dataclass(frozen=True)
 class ShuffleSizes:
-    """How the global step cuts the work (speed and memory only; the result is the same for any sizes)."""
+    """How the global step cuts the work (speed and memory only; the result is the same for any sizes).
 
-    group_rows: int = 200_000  # shards rows per map task (its records are sorted in memory: ~180 bytes per row)
-    partition_records: int = 1_000_000  # exact-key or pHash records per reduce task (~60 bytes each at its peak)
-    partition_vectors: int = 50_000  # embeddings per semantic reduce task
+    Unset sizes are constant up to ~50M rows, so a task's memory does not grow with the run; beyond that they grow
+    so the shuffle stays within ~1,000 map files x ~2,000 partitions (at 10^9 rows: 1M rows per map task, ~2.5M
+    records per partition, a few hundred MB per task).
+    """
+
+    group_rows: Optional[int] = None  # shards rows per map task (its records are sorted in memory)
+    partition_records: Optional[int] = None  # exact-key or pHash records per reduce task (~60 bytes each at peak)
+    partition_vectors: Optional[int] = None  # embeddings per semantic reduce task
+
+    def resolved(self, n_rows: int, n_vectors: int) -> "ShuffleSizes":
+        return ShuffleSizes(
+            group_rows=self.group_rows or max(MIN_GROUP_ROWS, -(-n_rows // MAX_MAP_TASKS)),
+            partition_records=self.partition_records or max(MIN_PARTITION_RECORDS, -(-5 * n_rows // MAX_PARTITIONS)),
+            partition_vectors=self.partition_vectors or max(MIN_PARTITION_VECTORS, -(-n_vectors // MAX_PARTITIONS)))
+
+
+MIN_GROUP_ROWS = 50_000
+MIN_PARTITION_RECORDS = 250_000
+MIN_PARTITION_VECTORS = 20_000
+MAX_MAP_TASKS = 1_000
+MAX_PARTITIONS = 2_000
 
 
 def map_groups(parts: list[tuple[str, int]], group_rows: int) -> list[tuple[tuple[str, int], ...]]:
@@ -95,6 +113,8 @@ def run(run_dir: Path, options: DedupOptions, parts: list[tuple[str, int]], work
     work.mkdir(parents=True, exist_ok=True)
     write_temp(pa.table({"name": pa.array(eval_names, type=pa.string())}), work / "eval_names.parquet")
     n_rows = sum(n for _, n in parts)
+    n_vectors = sum(pq.read_metadata(p).num_rows for p in tables.list_parts(run_dir, "embeddings"))
+    sizes = sizes.resolved(n_rows, n_vectors)
     groups = map_groups(parts, sizes.group_rows)
     exact_partitions = partition_count(2 * n_rows, sizes.partition_records)
     near_partitions = (partition_count(near.records_per_row(options.phash_distance) * n_rows, sizes.partition_records)
@@ -140,6 +160,13 @@ def _semantic_map(run_dir: Path, options: DedupOptions, work: Path, map_parts: M
             for p in range(partitions)]
 
 
+def _endpoints(links) -> np.ndarray:
+    """The distinct rows that links touch, ascending."""
+    rows = np.concatenate([l.reshape(-1) for l in links]) if links else np.empty(0, dtype=np.int64)
+    rows.sort()
+    return sorted_unique(rows, presorted=True)[0]
+
+
 def _row_links(work: Path, kind: str) -> np.ndarray:
     files = sorted((work / "links").glob(f"{kind}-*.npy"))
     arrays = [np.load(f) for f in files]
@@ -158,11 +185,12 @@ def _node_attributes(work: Path, part_names: list[str], linked: np.ndarray, uids
         if uids is not None and len(uids):
             hit |= np.asarray(pc.is_in(nodes.column("uid"), value_set=uids).to_numpy(zero_copy_only=False), bool)
         if hit.any():
-            pieces.append(nodes.filter(pa.array(hit)))
+            pieces.append(nodes.filter(pa.array(hit)).combine_chunks())
     if not pieces:
         return pa.table({"row": pa.array([], pa.int64()), "uid": pa.array([], pa.string()),
                          "phash": pa.array([], pa.uint64()), "eval_distance": pa.array([], pa.int16())})
-    return pa.concat_tables(pieces).combine_chunks()
+    # one chunk per part is fine for what follows (takes, ranks): no copy of the whole
+    return pa.concat_tables(pieces)
 
 
 def _clip_scores(run_dir: Path, uids: pa.Array) -> Optional[np.ndarray]:
@@ -185,7 +213,7 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
     """Connected components over all links, the representative of each, and resolved/<part> files; returns the
     number of linked rows."""
     links = {kind: _row_links(work, kind) for kind in ROW_KINDS}
-    linked = np.unique(np.concatenate([l.reshape(-1) for l in links.values()]))
+    linked = _endpoints(links.values())
     sem_links = None
     if with_semantic:
         files = sorted((work / "links").glob("semantic-*.parquet"))
@@ -196,13 +224,17 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
     if sem_links is not None:
         links["semantic"] = _semantic_row_links(sem_links, attrs)
 
-    nodes = np.unique(np.concatenate([l.reshape(-1) for l in links.values()]))
+    nodes = _endpoints(links.values()) if sem_links is not None else linked
+    del linked
     if nodes.size == 0:
         return 0
-    attrs = attrs.take(pa.array(np.searchsorted(attrs.column("row").to_numpy(), nodes)))
+    if attrs.num_rows != len(nodes):  # rows fetched for a semantic uid that stands for another row
+        attrs = attrs.take(pa.array(np.searchsorted(attrs.column("row").to_numpy(), nodes)))
     n = len(nodes)
-    compact = {kind: np.searchsorted(nodes, l.reshape(-1, 2)).astype(np.int32 if n < 2**31 else np.int64)
-               for kind, l in links.items()}
+    kinds = list(links)
+    compact = {}
+    for kind in kinds:
+        compact[kind] = np.searchsorted(nodes, links.pop(kind).reshape(-1, 2)).astype(np.int32 if n < 2**31 else np.int64)
     uids = attrs.column("uid")
     is_eval = ~np.asarray(attrs.column("eval_distance").is_null().to_numpy(zero_copy_only=False), dtype=bool)
     clip = _clip_scores(run_dir, uids)
@@ -218,7 +250,8 @@ def resolve(run_dir: Path, work: Path, parts: list[tuple[str, int]], *, with_sem
     hashes = np.asarray(phash.fill_null(0).to_numpy(), dtype=np.uint64)
     distance = hamming_distance(hashes, hashes[rep]).astype(np.int16)
     dup_of = pc.if_else(pa.array(is_rep), pa.scalar(None, pa.string()), uids.take(pa.array(rep)))
-    kind = pa.array(list(links), pa.string()).take(pa.array(clusters.kind, mask=clusters.kind < 0))
+    del compact
+    kind = pa.array(kinds, pa.string()).take(pa.array(clusters.kind, mask=clusters.kind < 0))
 
     starts = np.array([0] + list(np.cumsum([n_rows for _, n_rows in parts])), dtype=np.int64)
     part_of = np.searchsorted(starts, nodes, side="right") - 1

@@ -30,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 
 from curate.dedup.exact import star_links_of_groups
-from curate.dedup.hamming_index import block_values, near_duplicate_pairs, pairs_sharing_block, split_blocks
+from curate.dedup.hamming_index import (block_values, near_duplicate_pairs, pairs_sharing_block, sorted_unique,
+                                        split_blocks)
 from curate.dedup.shuffle import mix64
 
 MAX_OUTER_BLOCKS = 16
@@ -54,7 +55,7 @@ def combine(rows: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarra
     rows = np.asarray(rows, dtype=np.int64)
     hashes = np.asarray(hashes, dtype=np.uint64)
     order = np.lexsort((rows, hashes))
-    unique, first = np.unique(hashes[order], return_index=True)
+    unique, first = sorted_unique(hashes[order], presorted=True)
     return rows[order][first], unique, star_links_of_groups([hashes], rows)
 
 
@@ -84,14 +85,14 @@ def links_in_partition(table: pa.Table, max_distance: int) -> np.ndarray:
     hashes = table.column("phash").to_numpy()
     blocks = outer_blocks(max_distance)
     found = []
-    for b in np.unique(block):
+    for b in sorted_unique(block)[0]:
         sel = block == b
         b_rows, b_hashes = rows[sel], hashes[sel]
         if int(b) == 0:
             found.append(star_links_of_groups([b_hashes], b_rows))
         # distinct hashes, each standing for its smallest row (the centre of its identical-hash star)
         order = np.lexsort((b_rows, b_hashes))
-        unique, first = np.unique(b_hashes[order], return_index=True)
+        unique, first = sorted_unique(b_hashes[order], presorted=True)
         heads = b_rows[order][first]
         if not blocks:
             pairs = near_duplicate_pairs(unique, max_distance)
