@@ -9,7 +9,12 @@ process, so its peak RSS (ru_maxrss) is its own.
    (hamming_index.near_duplicate_pairs) on the same hashes: seconds, hashes/s, peak RSS, and ratios. Checks: the
    partitioned links give exactly the single-process pairs (components compared), and on a sample of queries both
    equal brute force (faiss IndexBinaryFlat range search, exhaustive).
-3. Stage memory: peak RSS of the whole dedup stage (pHash parts already current, so the global step is what is
+3. Semantic dedup (curate.dedup.semantic through the stage's own tasks: uid-hash sample, k-means, assign map,
+   one search task per cluster partition) vs the single-process SemDeDup (k-means on all vectors, pairs within
+   clusters, everything in one process: semantic.semantic_pairs) on N 512-d float16 embeddings with 1% planted
+   near duplicates: seconds, peak RSS; checks: both give the same pairs, and on 500 sampled rows against brute force
+   (all pairs) the share of true pairs found (SemDeDup misses pairs split across clusters by design).
+4. Stage memory: peak RSS of the whole dedup stage (pHash parts already current, so the global step is what is
    measured) on synthetic runs of 20k and 400k rows in 10k-row parts, with ~10% duplicates, and in the worst case
    where every image is the same one; ratio 400k / 20k (goal <= 1.2).
 
@@ -33,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet  # noqa: F401  (pa.parquet)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,6 +49,11 @@ SAMPLE_IMAGES = sorted((ROOT / "pipelines" / "sample" / "images").glob("*.jpg"))
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's peak across fork + exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -98,12 +109,13 @@ def planted_hashes(n: int, n_planted: int, max_distance: int, seed: int = 0) -> 
 def case_single(hashes_file: str, d: int, out: str) -> dict:
     from curate.dedup.hamming_index import near_duplicate_pairs
 
+    base = peak_rss_mb()
     hashes = np.load(hashes_file)
     start = time.perf_counter()
     pairs = near_duplicate_pairs(hashes, d)
     seconds = time.perf_counter() - start
     np.save(out, pairs)
-    return {"seconds": seconds, "pairs": len(pairs), "peak_rss_mb": peak_rss_mb()}
+    return {"seconds": seconds, "pairs": len(pairs), "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": base}
 
 
 def _map_task(args) -> int:
@@ -115,7 +127,7 @@ def _map_task(args) -> int:
     np.save(Path(work) / f"links-map{m:06d}.npy", links)
     table, partition = near.records(heads, distinct, d, n_partitions)
     shuffle.write(Path(work) / f"{m:06d}", table, partition, n_partitions)
-    return table.num_rows
+    return peak_rss_mb()
 
 
 def _reduce_task(args) -> int:
@@ -126,13 +138,14 @@ def _reduce_task(args) -> int:
     records = shuffle.read(files, p, near.RECORD_SCHEMA)
     links = near.links_in_partition(records, d)
     np.save(Path(work) / f"links-{p:06d}.npy", links)
-    return records.num_rows
+    return records.num_rows, peak_rss_mb()
 
 
 def case_partitioned(hashes_file: str, d: int, out: str, group_rows: int, partition_records: int, workers: int) -> dict:
-    from curate.dedup import near
+    from curate.dedup import near, shuffle  # noqa: F401  (imported before the baseline is taken)
     from curate.dedup.shuffle import partition_count
 
+    base = peak_rss_mb()
     n = len(np.load(hashes_file, mmap_mode="r"))
     n_partitions = partition_count(near.records_per_row(d) * n, partition_records)
     bounds = list(range(0, n, group_rows)) + [n]
@@ -142,19 +155,20 @@ def case_partitioned(hashes_file: str, d: int, out: str, group_rows: int, partit
         start = time.perf_counter()
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
-                list(pool.map(_map_task, maps))
-                sizes = list(pool.map(_reduce_task, reduces))
+                map_rss = list(pool.map(_map_task, maps))
+                reduced = list(pool.map(_reduce_task, reduces))
         else:
-            list(map(_map_task, maps))
-            sizes = list(map(_reduce_task, reduces))
+            map_rss = list(map(_map_task, maps))
+            reduced = list(map(_reduce_task, reduces))
+        sizes = [r[0] for r in reduced]
+        worker_peak = max(map_rss + [r[1] for r in reduced])
         links = np.concatenate([np.load(f) for f in sorted(Path(work).glob("links-*.npy"))])
         seconds = time.perf_counter() - start
         shuffle_bytes = sum(f.stat().st_size for f in Path(work).glob("0*"))
     np.save(out, links)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"seconds": seconds, "links": len(links), "partitions": n_partitions, "maps": len(maps),
             "largest_partition_records": max(sizes), "shuffle_mb": shuffle_bytes / 2**20,
-            "peak_rss_mb": max(peak_rss_mb(), children)}
+            "peak_rss_mb": max(peak_rss_mb(), worker_peak), "imports_rss_mb": base}
 
 
 def same_components(n: int, a: np.ndarray, b: np.ndarray) -> bool:
@@ -207,7 +221,85 @@ def bench_search(n: int, d: int, n_planted: int, group_rows: int, partition_reco
     return result
 
 
-# ---- 3. stage memory ------------------------------------------------------------------------------------------
+# ---- 3. semantic ---------------------------------------------------------------------------------------------
+
+def semantic_run(run: Path, n: int, dim: int, part_rows: int = 10_000, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    planted = rng.choice(n, size=n // 100, replace=False)
+    vectors[planted] = vectors[rng.integers(0, n, size=len(planted))] + rng.normal(scale=0.02, size=(len(planted), dim))
+    flat = vectors.astype(np.float16)
+    for p, lo in enumerate(range(0, n, part_rows)):
+        hi = min(n, lo + part_rows)
+        emb = pa.ListArray.from_arrays(pa.array(np.arange(0, (hi - lo) * dim + 1, dim, dtype=np.int32)),
+                                       pa.array(flat[lo:hi].reshape(-1), type=pa.float16()))
+        tables.write_part(run, "embeddings", p, pa.table({"uid": [f"{i:032x}" for i in range(lo, hi)],
+                                                          "image_embedding": emb, "text_embedding": emb},
+                                                         schema=schemas.EMBEDDINGS))
+
+
+def case_semantic_partitioned(run: str, threshold: float, out: str) -> dict:
+    from curate.dedup import global_step
+    from curate.dedup.tasks import reduce_task
+    from curate.options import DedupOptions
+    from curate.parts import serial_map
+
+    base = peak_rss_mb()
+    work = Path(run) / ".bench-work"
+    start = time.perf_counter()
+    n_vectors = sum(pa.parquet.read_metadata(p).num_rows for p in tables.list_parts(run, "embeddings"))
+    reduces = global_step._semantic_map(Path(run), DedupOptions(semantic_threshold=threshold), work, serial_map,
+                                        global_step.ShuffleSizes().resolved(0, n_vectors))
+    serial_map(reduce_task, reduces)
+    links = pa.concat_tables([pa.parquet.read_table(f) for f in sorted((work / "links").glob("semantic-*.parquet"))])
+    seconds = time.perf_counter() - start
+    pa.parquet.write_table(links, out)
+    return {"seconds": seconds, "pairs": links.num_rows, "partitions": len(reduces), "peak_rss_mb": peak_rss_mb(),
+            "imports_rss_mb": base}
+
+
+def case_semantic_single(run: str, threshold: float, out: str) -> dict:
+    from curate.dedup import semantic
+
+    base = peak_rss_mb()
+    start = time.perf_counter()
+    table = tables.read_table(run, "embeddings", columns=["uid", "image_embedding"])
+    _, raw = semantic.embeddings_matrix(table.column("image_embedding"), run)
+    uids = table.column("uid").to_pylist()
+    pairs = semantic.semantic_pairs(raw, threshold, uids=uids)
+    seconds = time.perf_counter() - start
+    pa.parquet.write_table(pa.table({"uid_a": [uids[i] for i in pairs[:, 0]], "uid_b": [uids[j] for j in pairs[:, 1]]}), out)
+    return {"seconds": seconds, "pairs": len(pairs), "peak_rss_mb": peak_rss_mb(), "imports_rss_mb": base}
+
+
+def bench_semantic(n: int, dim: int, threshold: float, workdir: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    from curate.dedup import semantic
+
+    run = workdir / f"semantic-{n}"
+    semantic_run(run, n, dim)
+    part = in_fresh_process("semantic_partitioned", run=str(run), threshold=threshold, out=str(workdir / "sp.parquet"))
+    single = in_fresh_process("semantic_single", run=str(run), threshold=threshold, out=str(workdir / "ss.parquet"))
+    as_set = lambda t: set(zip(t.column("uid_a").to_pylist(), t.column("uid_b").to_pylist()))  # noqa: E731
+    found = as_set(pq.read_table(workdir / "sp.parquet"))
+    same = found == as_set(pq.read_table(workdir / "ss.parquet"))
+    table = tables.read_table(run, "embeddings", columns=["uid", "image_embedding"])
+    _, raw = semantic.embeddings_matrix(table.column("image_embedding"), str(run))
+    vectors = semantic.l2_normalise(raw)
+    uids = table.column("uid").to_pylist()
+    sample = np.random.default_rng(2).choice(n, size=500, replace=False)
+    true_pairs = set()
+    for q in sample:
+        for j in np.flatnonzero(vectors @ vectors[q] >= threshold):
+            if j != q:
+                true_pairs.add((min(uids[q], uids[j]), max(uids[q], uids[j])))
+    recall = len(true_pairs & found) / max(len(true_pairs), 1)
+    return {"n": n, "partitioned": part, "single": single, "same_pairs": same, "sample_true_pairs": len(true_pairs),
+            "sample_recall": recall}
+
+
+# ---- 4. stage memory ------------------------------------------------------------------------------------------
 
 def synthetic_run(run: Path, n: int, worst_case: bool, part_rows: int = 10_000, seed: int = 0) -> None:
     """Shards parts (tiny stand-in image bytes) and current phash parts: ~10% duplicates of every kind, or (worst
@@ -279,12 +371,14 @@ def main() -> None:
     parser.add_argument("--group-rows", type=int, default=None, help="rows per map task (default: the stage's)")
     parser.add_argument("--partition-records", type=int, default=None, help="records per partition (default: the stage's)")
     parser.add_argument("--memory-rows", type=int, nargs="*", default=[20_000, 400_000])
-    parser.add_argument("--skip", nargs="*", default=[], choices=["phash", "search", "memory"])
+    parser.add_argument("--embeddings", type=int, default=100_000, help="vectors in the semantic benchmark")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["phash", "search", "semantic", "memory"])
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--case-args", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        fn = {"single": case_single, "partitioned": case_partitioned, "stage": case_stage}[args.case]
+        fn = {"single": case_single, "partitioned": case_partitioned, "stage": case_stage,
+              "semantic_partitioned": case_semantic_partitioned, "semantic_single": case_semantic_single}[args.case]
         print(json.dumps(fn(**json.loads(args.case_args))))
         return
 
@@ -305,17 +399,29 @@ def main() -> None:
                                  args.partition_records or sizes.partition_records, workdir)
                 s = r["single"]
                 print(f"[search] {n:,} hashes, d={args.distance}: single process {s['seconds']:.2f}s "
-                      f"({n / s['seconds'] / 1e6:.2f}M hashes/s), peak RSS {s['peak_rss_mb']:.0f} MB, {s['pairs']} pairs")
+                      f"({n / s['seconds'] / 1e6:.2f}M hashes/s), peak RSS {s['peak_rss_mb']:.0f} MB "
+                      f"(+{s['peak_rss_mb'] - s['imports_rss_mb']:.0f} over imports), {s['pairs']} pairs")
                 for workers in (1, 2):
                     p = r[f"partitioned_{workers}"]
                     print(f"[search]   partitioned, {workers} process(es): {p['seconds']:.2f}s "
                           f"({n / p['seconds'] / 1e6:.2f}M hashes/s; time ratio partitioned/single "
                           f"{p['seconds'] / s['seconds']:.2f}), peak RSS {p['peak_rss_mb']:.0f} MB "
-                          f"(ratio {p['peak_rss_mb'] / s['peak_rss_mb']:.2f}); {p['maps']} map tasks, "
+                          f"(+{p['peak_rss_mb'] - p['imports_rss_mb']:.0f} over imports; increment ratio "
+                          f"{(p['peak_rss_mb'] - p['imports_rss_mb']) / max(s['peak_rss_mb'] - s['imports_rss_mb'], 1):.2f}"
+                          f"); {p['maps']} map tasks, "
                           f"{p['partitions']} partitions (largest {p['largest_partition_records']:,} records), "
                           f"shuffle {p['shuffle_mb']:.0f} MB")
                 print(f"[search]   partitioned == single-process: {r['equal_to_single'] and r['same_pair_set']}; "
                       f"both == brute force (faiss IndexBinaryFlat) on 2,000 sampled rows: {r['brute_force_sample_ok']}")
+        if "semantic" not in args.skip:
+            r = bench_semantic(args.embeddings, 512, 0.95, workdir)
+            p, s = r["partitioned"], r["single"]
+            print(f"[semantic] {r['n']:,} embeddings (512-d): single-process SemDeDup {s['seconds']:.1f}s, peak RSS "
+                  f"{s['peak_rss_mb']:.0f} MB (+{s['peak_rss_mb'] - s['imports_rss_mb']:.0f} over imports); "
+                  f"partitioned {p['seconds']:.1f}s ({p['partitions']} partitions), peak RSS {p['peak_rss_mb']:.0f} MB "
+                  f"(+{p['peak_rss_mb'] - p['imports_rss_mb']:.0f}); time ratio partitioned/single "
+                  f"{p['seconds'] / s['seconds']:.2f}; same pairs: {r['same_pairs']} ({p['pairs']:,}); "
+                  f"recall vs brute force on 500 sampled rows: {r['sample_recall']:.3f} of {r['sample_true_pairs']} pairs")
         if "memory" not in args.skip:
             results = bench_memory(args.memory_rows, workdir)
             for worst in (False, True):

@@ -9,7 +9,9 @@ engine): sort the records by (kind, digest, row id) and link every row of a grou
 row id: star links, g - 1 per group of g, which is all that connectivity needs. A partition holds about
 `partition_records` records (28 bytes each in memory) whatever the size of the run.
 
-Measured (benchmarks/bench_dedup.py, 2-core dev machine): see benchmarks/README.md, "dedup".
+Measured (benchmarks/bench_dedup.py, the whole dedup stage on synthetic runs in 10k-row parts with ~10% duplicates,
+this step being most of its work): 400k rows in 8.9 s on the shared 2-core dev machine, peak RSS 269 MB against
+241 MB for 20k rows (ratio 1.12): memory set by the map-task and partition sizes, not by the run.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ The representative of a cluster: not an eval-set match, then the highest clip_sc
 smallest (part name, row). No step depends on part order, part sizes, worker count or engine: shuffle partitions are
 chosen by key hashes, links are exact sets, the k-means sample is chosen by uid hash and trained in uid order.
 
-Measured figures: benchmarks/README.md ("dedup") and the docstrings of near, exact and semantic.
+Measured (benchmarks/bench_dedup.py: the stage on synthetic runs in 10k-row parts, pHash parts current): peak RSS
+241 MB for 20k rows and 269 MB for 400k rows with ~10% duplicates (ratio 1.12). In the worst case, every image the
+same one, every row is linked and step 4 holds ~200 bytes per linked row: 226 MB vs 300 MB (ratio 1.33). More
+figures: benchmarks/README.md ("dedup") and the docstrings of near, exact and semantic.
 """
 
 from __future__ import annotations

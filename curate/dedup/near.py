@@ -21,7 +21,14 @@ flat image's block of zeros) lands in one partition: that partition is large but
 other bits. For d >= 16 the outer blocks would be under 4 bits wide and shuffle nothing apart; then one partition
 holds every hash (a documented limit: near-duplicate thresholds beyond ~10 bits are not used in practice).
 
-Measured (benchmarks/bench_dedup.py): see benchmarks/README.md, "dedup", and the module docstring of stage.py.
+Measured (benchmarks/bench_dedup.py on the shared 2-core dev machine; d = 4, random hashes + 1,000 planted; peak
+RSS above the process's RSS after imports):
+  1M hashes:  single-process search 1.7 s, +105 MB;  partitioned 7.4 s run serially (20 map tasks x 20 partitions of
+              <= 263k records, 81 MB of shuffle files), +39 MB.
+  10M hashes: single-process 69.9 s, +864 MB;  partitioned 111.9 s serially (200 x 200, 829 MB shuffle), +48 MB:
+              1.6x the CPU time for 1/18 of the memory, and the partitions are independent tasks for a cluster (a
+              2-process pool gained nothing here only because other jobs shared the 2 cores).
+  Both equal the single-process pairs and brute force (faiss IndexBinaryFlat) on 2,000 sampled rows.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ Design (the global step, curate.dedup.global_step, runs these pieces through the
 Decisions never depend on how rows were split: a float32 screen keeps pairs (and centroid choices) within 1e-4 of a
 boundary and these are decided again in float64 by one fixed computation per pair (row), so the BLAS path that a
 batch of a given size takes cannot flip a pair at the threshold. The result is semantic links between uids.
+
+Measured (benchmarks/bench_dedup.py, 100,000 512-d float16 embeddings, 1% planted near copies, threshold 0.95, the
+shared 2-core dev machine): the same algorithm in one process (semantic_pairs) 32.9 s, peak RSS +908 MB over imports;
+partitioned through the stage's tasks (5 partitions, run serially) 42.6 s, +306 MB; the same 955 pairs; on 500
+sampled rows every pair that brute force (all pairs) finds is found.
 """
 
 from __future__ import annotations
