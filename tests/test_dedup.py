@@ -252,3 +252,39 @@ def test_cli_dedup_with_eval_set(run_copy, planted):
     assert rows[planted["originals"][EVAL_SOURCE]["uid"]]["dup_kind"] == "eval_set"
     counts = load(run_copy)["stages"]["dedup"]["counts"]
     assert counts["duplicates"]["eval_set"] == 1 and counts["duplicates"]["phash"] == 3
+
+
+def test_redownload_at_another_size_rehashes_that_part_and_redoes_dedup(run_copy, planted, tmp_path):
+    """Issue 11: a shards part downloaded again at another size must not keep its old pHashes or dedup rows."""
+    dedup(run_copy, DedupOptions())
+    part1 = tables.part_path(run_copy, "shards", 1)
+    phash0 = tables.part_path(run_copy, "phash", 0)
+    phash0_mtime = phash0.stat().st_mtime_ns
+    shards = tables.read_part(part1)
+    resized = []
+    for data in shards.column("image").to_pylist():
+        try:
+            image = Image.open(io.BytesIO(data)) if data else None
+            resized.append(jpeg(image.resize((96, 96))) if image else data)
+        except Exception:  # the planted broken bytes stay broken
+            resized.append(data)
+    shards = shards.set_column(shards.schema.get_field_index("image"), "image", pa.array(resized, pa.binary()))
+    shards = shards.set_column(shards.schema.get_field_index("sha256"), "sha256", pa.array(
+        [hashlib.sha256(d).hexdigest() if d else None for d in resized], pa.string()))
+    tables.write_part(run_copy, "shards", 1, shards.replace_schema_metadata(None))
+
+    counts = dedup(run_copy, DedupOptions())
+    assert counts["phash_parts_hashed"] == 1
+    assert phash0.stat().st_mtime_ns == phash0_mtime  # the unchanged part is not hashed again
+    new_hashes = tables.read_part(tables.part_path(run_copy, "phash", 1), ["uid", "phash"]).to_pylist()
+    for row in new_hashes[:5]:
+        data = resized[shards.column("uid").to_pylist().index(row["uid"])]
+        assert row["phash"] == phash_of_bytes(data)
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    for name in ("shards",):
+        shutil.copytree(run_copy / name, fresh / name)
+    assert dedup(fresh, DedupOptions()) == {**counts, "phash_parts_hashed": 2}
+    assert tables.read_table(run_copy, "dedup").equals(tables.read_table(fresh, "dedup"))
+    assert tables.read_table(run_copy, "phash").equals(tables.read_table(fresh, "phash"))

@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 
 from curate.dedup.hamming_index import (
+    block_values,
     hamming_distance,
     near_duplicate_pairs,
+    pairs_sharing_block,
     plan_blocks,
     popcount,
     popcount_lookup,
     query,
+    split_blocks,
 )
 
 
@@ -115,3 +118,30 @@ def test_popcount_lookup_matches_numpy():
     expected = np.array([bin(int(v)).count("1") for v in values])
     assert (popcount_lookup(values) == expected).all()
     assert (popcount(values) == expected).all()
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 2, 4, 6])
+def test_pairs_sharing_a_block_equal_brute_force(max_distance):
+    """The search inside a shuffle partition: pairs within the distance that agree on one given outer block."""
+    hashes = np.unique(planted_hashes(seed=50 + max_distance, n_random=800, n_planted=400))
+    dist = hamming_distance(hashes[:, None], hashes[None, :])
+    for block in split_blocks(max_distance + 1):
+        values = block_values(hashes, block)
+        i, j = np.nonzero(np.triu((dist <= max_distance) & (values[:, None] == values[None, :]), k=1))
+        found = pairs_sharing_block(hashes, max_distance, block)
+        assert set(map(tuple, found.tolist())) == set(zip(i.tolist(), j.tolist()))
+        assert len(found) == len(i)
+    for inner in (max_distance + 1, max_distance + 3):  # every inner block count is exact too
+        if max_distance:
+            found = pairs_sharing_block(hashes, max_distance, split_blocks(max_distance + 1)[0], inner_blocks=inner)
+            values = block_values(hashes, split_blocks(max_distance + 1)[0])
+            i, j = np.nonzero(np.triu((dist <= max_distance) & (values[:, None] == values[None, :]), k=1))
+            assert set(map(tuple, found.tolist())) == set(zip(i.tolist(), j.tolist()))
+
+
+def test_pairs_sharing_a_block_refuses_bad_blocks():
+    hashes = np.array([1, 2, 3], dtype=np.uint64)
+    with pytest.raises(ValueError, match="block"):
+        pairs_sharing_block(hashes, 2, (60, 8))
+    with pytest.raises(ValueError, match="inner_blocks"):
+        pairs_sharing_block(hashes, 4, (0, 13), inner_blocks=3)

@@ -4,6 +4,10 @@ Links of each kind (url, sha256, phash, semantic) are added to one graph in that
 components of the full graph; each has one representative, and every other member records the first kind whose
 links (together with the stronger kinds before it) join it to the representative — e.g. an image whose URL repeats
 the representative's is a "url" duplicate even if its pHash matches too.
+
+The graph holds only rows that have a link (curate.dedup.global_step compacts their ids to 0..n-1), so memory is
+proportional to the links and the rows they touch: per link ~16 bytes per kind up to it (scipy's CSR of the
+cumulative graph), per row ~40 bytes (labels, sort keys, results).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def components(n: int, links: list[np.ndarray]) -> np.ndarray:
 @dataclass
 class Clusters:
     representative: np.ndarray  # row index of each row's representative (itself when it is one)
-    kind: np.ndarray  # object array: the dup kind joining a row to its representative, None for representatives
+    kind: np.ndarray  # int8: index (in links_by_kind order) of the kind joining a row to its representative, -1 for
+    # representatives
     size: np.ndarray  # size of each row's cluster
 
 
@@ -54,7 +59,7 @@ def cluster(n: int, links_by_kind: dict[str, np.ndarray], preference: list[np.nd
     cumulative: list[np.ndarray] = []
     labels_by_kind: list[tuple[str, np.ndarray]] = []
     for kind, links in links_by_kind.items():
-        cumulative.append(np.asarray(links, dtype=np.int64).reshape(-1, 2))
+        cumulative.append(np.asarray(links, dtype=np.int32 if n < 2**31 else np.int64).reshape(-1, 2))
         labels_by_kind.append((kind, components(n, cumulative)))
     final = labels_by_kind[-1][1] if labels_by_kind else np.arange(n)
 
@@ -65,11 +70,11 @@ def cluster(n: int, links_by_kind: dict[str, np.ndarray], preference: list[np.nd
     rep_of_label[final[order[first_in_cluster]]] = order[first_in_cluster]
     representative = rep_of_label[final] if n else np.empty(0, dtype=np.int64)
 
-    kind = np.full(n, None, dtype=object)
+    kind = np.full(n, -1, dtype=np.int8)
     undecided = representative != np.arange(n)
-    for name, labels in labels_by_kind:
+    for index, (_, labels) in enumerate(labels_by_kind):
         joined = undecided & (labels == labels[representative])
-        kind[joined] = name
+        kind[joined] = index
         undecided &= ~joined
     size = np.bincount(final)[final] if n else np.empty(0, dtype=np.int64)
     return Clusters(representative=representative, kind=kind, size=size)

@@ -1,4 +1,8 @@
-"""Perceptual hashes of the downloaded images: RUN/signals/phash/, one part per shards part, in a process pool.
+"""Perceptual hashes of the downloaded images: RUN/signals/phash/, one part per shards part.
+
+`phash_part` is the per-part function (shards part -> phash part, written with its lineage: the shards part's digest
+and the hash parameters); `compute_phashes` maps it over the parts that are not current with the engine's map_parts,
+so a re-downloaded part is hashed again and an unchanged one never is.
 
 The hash is `imagehash.phash(image, hash_size=8)` packed into a uint64: the 64 bits in the order imagehash gives
 them (row-major over its 8x8 grid), the first bit the most significant, so `hex(value)` equals `str(imagehash)`.
@@ -8,23 +12,25 @@ from __future__ import annotations
 
 import io
 import os
-import sys
-from concurrent.futures import Executor, ProcessPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
+import pyarrow.parquet as pq
 
 from curate import tables
+from curate.parts import MapParts, PartTask, plan_tasks, remove_stale_outputs, serial_map
 from curate.schemas import PHASH, STATUS_SUCCESS
 
 HASH_SIZE = 8
-BATCH_SIZE = 64  # images per task sent to a worker: large enough to hide the pickling round trip
+FILES_PER_TASK = 256  # eval-set images hashed per task
+READ_BATCH = 256  # shards rows decoded at a time: a part's images never sit in memory all at once
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+SHARDS_COLUMNS = ("uid", "url", "status", "sha256", "image")
+# what shapes a phash part besides its shards part (its lineage)
+PHASH_OPTIONS = {"hash": "imagehash.phash", "hash_size": HASH_SIZE, "rows": "status == success"}
 
 
 def phash_of_image(image) -> int:
@@ -48,89 +54,51 @@ def phash_of_bytes(data: bytes | None) -> int | None:
         return None
 
 
-def phash_batch(images: Sequence[bytes | None]) -> list[int | None]:
-    """Worker task: hash a batch of encoded images."""
-    return [phash_of_bytes(data) for data in images]
-
-
-def default_workers() -> int:
-    return os.cpu_count() or 1
-
-
-@contextmanager
-def worker_pool(workers: int | None = None) -> Iterator[Executor]:
-    with ProcessPoolExecutor(max_workers=workers or default_workers()) as pool:
-        yield pool
-
-
 def phash_files(paths: Sequence[str]) -> list[int | None]:
-    """Worker task: hash a batch of image files (read in the worker, so big folders never sit in memory)."""
+    """Task: hash a batch of image files (read in the worker, so big folders never sit in memory)."""
     return [phash_of_bytes(Path(p).read_bytes()) for p in paths]
 
 
-def hash_many(items: Sequence, pool: Executor, progress: tqdm | None = None, task=phash_batch) -> list[int | None]:
-    """Hash encoded images (or, with task=phash_files, image paths) in the pool, results in input order."""
-    batches = [items[i : i + BATCH_SIZE] for i in range(0, len(items), BATCH_SIZE)]
-    hashes: list[int | None] = []
-    for batch, result in zip(batches, pool.map(task, batches)):
-        hashes.extend(result)
-        if progress is not None:
-            progress.update(len(batch))
-    return hashes
+def check_shards_part(path: Path) -> None:
+    missing = [c for c in SHARDS_COLUMNS if c not in pq.read_schema(path).names]
+    if missing:
+        raise ValueError(f"{path}: shards part lacks columns {missing}")
 
 
-def _success_rows(shards_part: Path) -> pa.Table:
-    part = tables.read_part(shards_part, columns=["uid", "status", "image"])
-    return part.filter(pc.equal(part.column("status"), STATUS_SUCCESS))
+def success_mask(status: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(pc.equal(status, STATUS_SUCCESS).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _pending_parts(run_dir: Path) -> list[Path]:
-    """Shards parts whose phash part is missing or no longer matches their successful rows."""
-    pending = []
-    for shards_part in tables.list_parts(run_dir, "shards"):
-        status = tables.read_part(shards_part, columns=["uid", "status"])
-        expected = status.filter(pc.equal(status.column("status"), STATUS_SUCCESS)).column("uid")
-        if not tables.part_matches(tables.part_path(run_dir, "phash", shards_part.name), expected):
-            pending.append(shards_part)
-    return pending
+def phash_part(task: PartTask) -> dict:
+    """Part function: the pHash of every successfully downloaded image of one shards part (null when it does not
+    decode), one row per such row, in shards order."""
+    shards_path = task.input_paths[0]
+    check_shards_part(shards_path)
+    uids, hashes = [], []
+    for batch in pq.ParquetFile(shards_path).iter_batches(batch_size=READ_BATCH, columns=["uid", "status", "image"]):
+        rows = batch.filter(pa.array(success_mask(batch.column("status"))))
+        uids.append(rows.column("uid"))
+        hashes.extend(phash_of_bytes(data) for data in rows.column("image").to_pylist())
+    uid = pa.chunked_array(uids, type=pa.string()) if uids else pa.chunked_array([], type=pa.string())
+    out = pa.table({"uid": uid, "phash": pa.array(hashes, type=pa.uint64())}, schema=PHASH)
+    task.write(out.combine_chunks())
+    return {"images": len(hashes), "phash_failed": sum(h is None for h in hashes)}
 
 
-def compute_phashes(run_dir: str | os.PathLike, *, workers: int | None = None) -> dict:
-    """Write signals/phash/ for every shards part that has no phash part yet; returns counts of parts."""
+def phash_tasks(run_dir: Path) -> tuple[list[PartTask], list[PartTask]]:
+    items = [(p.name, [f"shards/{p.name}"], [f"signals/phash/{p.name}"]) for p in tables.list_parts(run_dir, "shards")]
+    return plan_tasks("phash", run_dir, items, PHASH_OPTIONS)
+
+
+def compute_phashes(run_dir: str | os.PathLike, *, map_parts: MapParts = serial_map) -> dict:
+    """Write signals/phash/ for every shards part whose phash part is missing or not current; returns counts."""
     run_dir = Path(run_dir)
-    shard_parts = tables.list_parts(run_dir, "shards")
-    if not shard_parts:
+    if not tables.list_parts(run_dir, "shards"):
         raise tables.MissingTableError(run_dir, "shards")
-    pending = _pending_parts(run_dir)
-    if pending:
-        total = sum(pc.sum(pc.equal(tables.read_part(p, ["status"]).column("status"), STATUS_SUCCESS)).as_py() or 0
-                    for p in pending)
-        with worker_pool(workers) as pool, tqdm(total=total, desc="pHash", unit="img", file=sys.stderr) as bar:
-            for shards_part in pending:
-                rows = _success_rows(shards_part)
-                hashes = hash_many(rows.column("image").to_pylist(), pool, bar)
-                out = pa.table({"uid": rows.column("uid"), "phash": pa.array(hashes, type=pa.uint64())}, schema=PHASH)
-                tables.write_part(run_dir, "phash", shards_part.name, out)
-    return {"parts": len(shard_parts), "parts_hashed": len(pending)}
-
-
-def read_phashes(run_dir: str | os.PathLike) -> pa.Table:
-    """The phash table aligned with shards' success rows, checking that each part matches its shards part."""
-    run_dir = Path(run_dir)
-    aligned = []
-    for shards_part in tables.list_parts(run_dir, "shards"):
-        phash_part = tables.part_path(run_dir, "phash", shards_part.name)
-        if not phash_part.exists():
-            raise tables.MissingTableError(run_dir, "phash")
-        status = tables.read_part(shards_part, columns=["uid", "status"])
-        expected = status.filter(pc.equal(status.column("status"), STATUS_SUCCESS)).column("uid")
-        hashed = tables.read_part(phash_part, columns=["uid", "phash"])
-        if not hashed.column("uid").equals(expected):
-            raise ValueError(
-                f"{phash_part} does not match {shards_part} (different uids); delete it and rerun `fairsift dedup`"
-            )
-        aligned.append(hashed)
-    return pa.concat_tables(aligned) if aligned else pa.table({"uid": [], "phash": []}, schema=PHASH)
+    todo, current = phash_tasks(run_dir)
+    map_parts(phash_part, todo, desc="pHash")
+    remove_stale_outputs(tables.table_path(run_dir, "phash"), [o for t in todo + current for o in t.outputs])
+    return {"parts": len(todo) + len(current), "parts_hashed": len(todo)}
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -146,13 +114,14 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def hash_folder(folder: str | os.PathLike, pool: Executor | None = None) -> tuple[list[str], np.ndarray, list[str]]:
+def hash_folder(folder: str | os.PathLike, map_parts: MapParts = serial_map) -> tuple[list[str], np.ndarray, list[str]]:
     """pHashes of a folder's images: (relative names, uint64 hashes, relative names that did not decode)."""
     root = Path(folder)
     files = image_files(root)
     names = [p.relative_to(root).as_posix() for p in files]
     paths = [str(p) for p in files]
-    hashes = hash_many(paths, pool, task=phash_files) if pool is not None else phash_files(paths)
+    batches = [paths[i : i + FILES_PER_TASK] for i in range(0, len(paths), FILES_PER_TASK)]
+    hashes = [h for batch in map_parts(phash_files, batches, desc="eval-set pHash") for h in batch]
     ok = [h is not None for h in hashes]
     good_names = [n for n, keep in zip(names, ok) if keep]
     failed = [n for n, keep in zip(names, ok) if not keep]
