@@ -82,7 +82,7 @@ def read_batches(path: Path, batch_size: int, pin: bool = False) -> Iterator[Raw
     check_columns(path)
     pending: list[pa.Table] = []
     pending_rows, start = 0, 0
-    source = pq.ParquetFile(path)
+    source = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)  # pages read as needed, not the row group
     for record_batch in source.iter_batches(batch_size=batch_size, columns=list(SHARDS_COLUMNS_READ)):
         good = _successful(record_batch)
         if good.num_rows == 0:

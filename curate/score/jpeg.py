@@ -13,6 +13,7 @@ nor torchvision expose the SOF fields without decoding; it reads a few dozen byt
 from __future__ import annotations
 
 import io
+import re
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -22,6 +23,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 _SOF_SUPPORTED = {0xC0, 0xC1, 0xC2}  # baseline, extended sequential, progressive (Huffman)
 _SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # lossless, hierarchical, arithmetic
 _STANDALONE = {0x01} | set(range(0xD0, 0xD8))
+_OBJECT_ADDRESS = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 def plain_jpeg(data: memoryview | bytes) -> bool:
@@ -59,7 +61,9 @@ def pil_preprocess(data: Optional[bytes], preprocess: Callable) -> tuple[Optiona
     try:
         return preprocess(Image.open(io.BytesIO(data))), None
     except Exception as exc:  # any undecodable image becomes a row with a note, never a crashed run
-        return None, f"cannot decode image: {type(exc).__name__}: {exc}"
+        # PIL names the in-memory file by its address; drop it so the same bytes always give the same message
+        message = _OBJECT_ADDRESS.sub("", str(exc))
+        return None, f"cannot decode image: {type(exc).__name__}: {message}"
 
 
 def decode_each(images: Sequence[torch.Tensor], device: torch.device | str = "cpu") -> list[Optional[torch.Tensor]]:

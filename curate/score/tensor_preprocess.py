@@ -49,8 +49,9 @@ class TensorPreprocess:
             return center_crop_or_pad(resized, list(self.size), fill=self.fill)
         if self.size[0] == self.size[1]:  # torchvision's Resize(int): shortest edge, long edge truncated as for PIL
             resized = F.resize(images, self.size[0], self.interpolation, antialias=True)
-        else:
-            resized = F.resize(images, self._keep_ratio_size(height, width, 0.0), self.interpolation, antialias=True)
+        else:  # open_clip builds this ResizeKeepRatio without passing its interpolation: always bicubic
+            resized = F.resize(images, self._keep_ratio_size(height, width, 0.0), InterpolationMode.BICUBIC,
+                               antialias=True)
         return F.center_crop(resized, list(self.size))
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
