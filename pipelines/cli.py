@@ -134,17 +134,23 @@ def score(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="local checkpoint file"),
     device: str = typer.Option("auto", "--device", help="cpu | cuda | auto"),
     batch_size: int = typer.Option(256, "--batch-size"),
-    workers: int = typer.Option(2, "--workers", help="DataLoader workers decoding images"),
+    workers: int = typer.Option(2, "--workers", help="threads decoding images while the model runs"),
+    decode: str = typer.Option("tensor", "--decode", help="tensor (batched JPEG decode, on the GPU with CUDA) or pil"),
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
+    from pydantic import ValidationError
+
     from curate.options import ScoreOptions
     from curate.score.stage import default_pretrained, score as score_stage
 
     if checkpoint is not None and not checkpoint.is_file():
         _fail(f"--checkpoint file not found: {checkpoint}")
-    opts = ScoreOptions(model=model, pretrained=pretrained if pretrained is not None else default_pretrained(model, checkpoint),
-                        checkpoint=str(checkpoint) if checkpoint else None, device=device, batch_size=batch_size,
-                        workers=workers)
+    try:
+        opts = ScoreOptions(model=model, pretrained=pretrained if pretrained is not None else default_pretrained(model, checkpoint),
+                            checkpoint=str(checkpoint) if checkpoint else None, device=device, batch_size=batch_size,
+                            workers=workers, decode=decode)
+    except ValidationError as exc:
+        _fail(str(exc))
     _run_stage(run, "score", score_stage, run, opts)
 
 

@@ -203,6 +203,11 @@ def test_a_changed_shards_part_is_rescored_and_settings_change_nothing(scored_ru
     after = _part_mtimes(run)
     assert {k for k in after if after[k] != before[k]} == {("clip", "part-00001.parquet"),
                                                           ("embeddings", "part-00001.parquet")}
+    fresh = tmp_path / "fresh"  # the rerun's tables are those of a run scored from scratch on the new shards
+    shutil.copytree(run / "shards", fresh / "shards")
+    score(fresh, _opts(tiny_clip_checkpoint))
+    for name in ("clip", "embeddings"):
+        assert tables.read_table(run, name).equals(tables.read_table(fresh, name)), name
 
     # bf16 shapes the scores beyond the tolerance: every part is redone; a shards part removed takes its outputs along
     tables.part_path(run, "shards", 2).unlink()

@@ -79,7 +79,7 @@ class TensorPath:
         self.tokenizer = tokenizer
         self.preprocess = TensorPreprocess(preprocess_config(loaded), self.device)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jpeg") if workers > 0 else None
-        self._streams: dict[int, torch.cuda.Stream] = {}
+        self._decode_stream: Optional[torch.cuda.Stream] = None
 
     def close(self) -> None:
         if self.pool is not None:
@@ -108,12 +108,10 @@ class TensorPath:
 
     # stage 2 -----------------------------------------------------------------------------------------------------
     def _stream(self) -> torch.cuda.Stream:
-        import threading
-
-        key = threading.get_ident()
-        if key not in self._streams:
-            self._streams[key] = torch.cuda.Stream(self.device)
-        return self._streams[key]
+        # one side stream: only one thread at a time runs stage 2
+        if self._decode_stream is None:
+            self._decode_stream = torch.cuda.Stream(self.device)
+        return self._decode_stream
 
     def _prepare(self, planned: _Planned) -> Prepared:
         if not self.cuda:

@@ -20,6 +20,14 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 
+def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack [3, h, w] images into [n, 3, h, w] with a plain copy of their memory: libjpeg's output is an HWC buffer
+    seen as CHW (stacking it as CHW is a strided gather, ~2x slower), nvJPEG's is planar CHW."""
+    if images[0].is_contiguous():
+        return torch.stack(images)
+    return torch.stack([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)  # channels-last batch
+
+
 class TensorPreprocess:
     def __init__(self, cfg: dict[str, Any], device: torch.device):
         self.size = tuple(cfg["size"])  # (height, width)
@@ -71,7 +79,7 @@ class TensorPreprocess:
         for i, image in enumerate(images):
             groups[(image.device, tuple(image.shape))].append(i)
         for (device, _), members in groups.items():
-            batch = torch.stack([images[i] for i in members])
+            batch = _stack([images[i] for i in members])
             if batch.device != self.device:
                 if self.device.type == "cuda":
                     batch = batch.pin_memory()
