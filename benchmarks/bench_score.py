@@ -71,14 +71,13 @@ def _with_comment(jpeg: bytes, index: int) -> bytes:
 def synthetic_run(run: Path, rows: int, rows_per_part: int) -> None:
     photos = [(_jpeg_256(data), caption) for data, caption in sample_pairs()]
     template = shards_table(photos[:1]).to_pylist()[0]
-    out = []
-    for i in range(rows):
-        data, caption = photos[i % len(photos)]
-        out.append({**template, "uid": f"{i:032x}", "url": f"http://bench.test/{i}.jpg", "caption": caption,
-                    "image": _with_comment(data, i)})
-    table = pa.Table.from_pylist(out, schema=SHARDS)
-    for k, start in enumerate(range(0, rows, rows_per_part)):
-        tables.write_part(run, "shards", k, table.slice(start, rows_per_part))
+    for k, start in enumerate(range(0, rows, rows_per_part)):  # part by part: 10^5 rows need not fit in memory
+        out = []
+        for i in range(start, min(start + rows_per_part, rows)):
+            data, caption = photos[i % len(photos)]
+            out.append({**template, "uid": f"{i:032x}", "url": f"http://bench.test/{i}.jpg", "caption": caption,
+                        "image": _with_comment(data, i)})
+        tables.write_part(run, "shards", k, pa.Table.from_pylist(out, schema=SHARDS))
 
 
 def random_weights_checkpoint(model: str, folder: Path) -> Path:

@@ -26,7 +26,7 @@ from curate import schemas
 from curate.parts import PartTask
 from curate.score.clip_model import LoadedClip, load_clip, model_info
 from curate.score.encode import IN_FLIGHT, Encoded, encode_pairs
-from curate.score.pil_path import pil_batches
+from curate.score.pil_path import cpu_threads_beside_workers, pil_batches
 from curate.score.tensor_path import Prepared, TensorPath
 from curate.score.tokens import TokenizerPool
 
@@ -138,8 +138,9 @@ def score_part(task: PartTask, scorer: Scorer) -> dict:
     uids: list[str] = []
     errors: list[Optional[str]] = []
     encoded: list[tuple[np.ndarray, Encoded]] = []  # (row positions, embeddings) per batch, collected lazily
-    with tqdm(desc=f"score {task.name}", unit="pair", file=sys.stderr, mininterval=1.0, leave=False,
-              disable=None) as progress:
+    with cpu_threads_beside_workers(loaded, scorer.spec.workers), \
+            tqdm(desc=f"score {task.name}", unit="pair", file=sys.stderr, mininterval=1.0, leave=False,
+                 disable=None) as progress:
         for prepared in scorer.batches(path):
             raw = prepared.raw
             uids.extend(raw.uids)
