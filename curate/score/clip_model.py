@@ -412,14 +412,3 @@ def model_info(loaded: LoadedClip) -> dict[str, Any]:
         "image_size": loaded.image_size,
     }
 
-
-def preprocess_config(loaded: LoadedClip) -> dict[str, Any]:
-    """How the model expects images: open_clip's final preprocess config (size, mean, std, interpolation,
-    resize_mode, fill_color), which `loaded.preprocess` was built from; tag overrides for checkpoints included."""
-    cfg = dict(getattr(getattr(loaded.model, "visual", None), "preprocess_cfg", None) or {})
-    defaults = {"size": loaded.image_size, "mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD,
-                "interpolation": "bicubic", "resize_mode": "shortest", "fill_color": 0}
-    cfg = {**defaults, **{k: v for k, v in cfg.items() if v is not None}}
-    size = cfg["size"]
-    cfg["size"] = (int(size), int(size)) if isinstance(size, int) else tuple(int(x) for x in size)
-    return cfg

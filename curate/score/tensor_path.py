@@ -34,9 +34,9 @@ import torch
 
 from curate.score import jpeg
 from curate.score.batches import MISSING_BYTES, RawBatch, read_batches
-from curate.score.clip_model import LoadedClip, preprocess_config
+from curate.score.clip_model import LoadedClip
 from curate.score.prefetch import prefetch
-from curate.score.tensor_preprocess import TensorPreprocess
+from curate.score.tensor_preprocess import TensorPreprocess, preprocess_config
 from curate.score.tokens import TokenizerPool
 
 QUEUE_DEPTH = 2  # batches waiting between two stages: enough to hide jitter, little memory (pixels live on the device)
