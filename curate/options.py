@@ -114,8 +114,18 @@ class ScoreOptions(_Options):
     checkpoint: Optional[str] = None
     device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(256, ge=1)
-    workers: int = Field(2, ge=0, description="DataLoader workers decoding JPEGs while the model runs")
+    workers: int = Field(2, ge=0, description="threads decoding JPEGs while the model runs (decode: pil: "
+                                              "DataLoader worker processes)")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    decode: Literal["tensor", "pil"] = Field("tensor", description="tensor: batched JPEG decode (nvJPEG on CUDA) and "
+                                             "preprocessing on the model's device; pil: PIL + open_clip's transform")
+    tokenize_workers: Optional[int] = Field(None, ge=0, description="caption tokenizer processes; default 1-3 on "
+                                            "CUDA, none on CPU")
+    nvjpeg_share: float = Field(0.3, ge=0.0, le=1.0, description="on CUDA, the share of each batch's JPEGs decoded "
+                                "by nvJPEG; the rest by the CPU decode threads")
+    cpu_threads: int = Field(1, ge=1, description="on CPU, the model's threads per worker. Fixed, not the machine's "
+                             "core count, so scores are bit-identical on every engine and worker count (the thread "
+                             "count changes float sums in the last bits); engines add parallel workers")
 
 
 class ExportOptions(_Options):

@@ -212,17 +212,22 @@ def score(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="FILE", help=CHECKPOINT_HELP),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help=DEVICE_HELP),
     batch_size: int = typer.Option(256, "--batch-size", metavar="N", help="pairs encoded at once"),
-    workers: int = typer.Option(2, "--workers", metavar="N", help="processes decoding images while the model runs"),
+    workers: int = typer.Option(2, "--workers", metavar="N", help="threads decoding images while the model runs"),
+    decode: str = typer.Option("tensor", "--decode", metavar="PATH",
+                               help="tensor (batched JPEG decode, on the GPU with CUDA) or pil (PIL in DataLoader "
+                                    "workers)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
+    from pydantic import ValidationError
+
     from curate.options import ScoreOptions
     from curate.score.stage import score as score_stage
 
     opts = stage_options(ScoreOptions, **model_options(model, pretrained, checkpoint), device=device,
-                    batch_size=batch_size, workers=workers)
+                    batch_size=batch_size, workers=workers, decode=decode)
     run_stage(run, "score", score_stage, run, opts, json_output=json_output, engine=engine,
               ray_address=ray_address)
 

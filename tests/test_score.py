@@ -165,3 +165,94 @@ def test_cli_score_with_the_test_model(tmp_path):
 
     missing = CliRunner().invoke(app, ["score", str(tmp_path / "nothing"), "--model", "tiny-test"])
     assert missing.exit_code == 2 and "fairsift download" in missing.output
+
+
+# -- the part model: what makes a part be redone, and engines other than serial_map ------------------------------
+
+def _part_mtimes(run: Path) -> dict[tuple[str, str], int]:
+    return {(t, p.name): p.stat().st_mtime_ns for t in ("clip", "embeddings") for p in tables.list_parts(run, t)}
+
+
+def test_a_changed_shards_part_is_rescored_and_settings_change_nothing(scored_run, tiny_clip_checkpoint, tmp_path):
+    source, first = scored_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    from curate.parts import read_lineage
+
+    lineage = read_lineage(tables.part_path(run, "clip", 0))
+    assert lineage["stage"] == "score" and set(lineage["inputs"]) == {"shards/part-00000.parquet"}
+    assert lineage["options"]["model"] == first["model"]["id"]
+    assert lineage["options"]["weights_sha256"] == first["model"]["weights_sha256"]
+    assert "device" not in lineage["options"] and "batch_size" not in lineage["options"]
+
+    # speed settings and the decode path are not in the lineage: nothing is redone
+    same = score(run, _opts(tiny_clip_checkpoint, batch_size=5, workers=1, decode="pil", precision="fp32"))
+    assert (same["parts_scored"], same["parts_skipped"]) == (0, 3)
+    assert {k: same[k] for k in ("rows", "scored", "mean_clip_score")} == \
+        {k: first[k] for k in ("rows", "scored", "mean_clip_score")}
+    assert same["model"]["id"] == first["model"]["id"]  # recorded by the run that made the parts
+
+    # the images of part 1 change (a re-download at another size): that part alone is redone
+    shards = tables.read_part(tables.part_path(run, "shards", 1))
+    small = [_resized_jpeg(b, 128) for b in shards.column("image").to_pylist()]
+    shards = shards.set_column(shards.schema.get_field_index("image"), "image", pa.array(small, type=pa.binary()))
+    tables.write_part(run, "shards", 1, shards.replace_schema_metadata(None))
+    before = _part_mtimes(run)
+    again = score(run, _opts(tiny_clip_checkpoint))
+    assert (again["parts_scored"], again["parts_skipped"], again["parts_rescored_model_changed"]) == (1, 2, 0)
+    after = _part_mtimes(run)
+    assert {k for k in after if after[k] != before[k]} == {("clip", "part-00001.parquet"),
+                                                          ("embeddings", "part-00001.parquet")}
+    fresh = tmp_path / "fresh"  # the rerun's tables are those of a run scored from scratch on the new shards
+    shutil.copytree(run / "shards", fresh / "shards")
+    score(fresh, _opts(tiny_clip_checkpoint))
+    for name in ("clip", "embeddings"):
+        assert tables.read_table(run, name).equals(tables.read_table(fresh, name)), name
+
+    # bf16 shapes the scores beyond the tolerance: every part is redone; a shards part removed takes its outputs along
+    tables.part_path(run, "shards", 2).unlink()
+    bf16 = score(run, _opts(tiny_clip_checkpoint, precision="bf16"))
+    assert (bf16["parts"], bf16["parts_scored"], bf16["parts_skipped"]) == (2, 2, 0)
+    assert [p.name for p in tables.list_parts(run, "clip")] == ["part-00000.parquet", "part-00001.parquet"]
+    assert [p.name for p in tables.list_parts(run, "embeddings")] == ["part-00000.parquet", "part-00001.parquet"]
+
+
+def _resized_jpeg(data: bytes, size: int) -> bytes:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").resize((size, size)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+_POOL_STATE = None
+
+
+def _pool_init(setup):
+    global _POOL_STATE
+    torch.set_num_threads(1)
+    _POOL_STATE = setup()
+
+
+def _pool_call(fn, item):
+    return fn(item, _POOL_STATE)
+
+
+def _process_pool_map(fn, items, *, desc="", setup=None, resources=None):
+    """A minimal engine: spawned worker processes, setup() once in each, results in item order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_pool_init, initargs=(setup,)) as pool:
+        return list(pool.map(_pool_call, [fn] * len(items), items))
+
+
+def test_a_process_pool_engine_gives_the_serial_engines_tables(scored_run, tiny_clip_checkpoint, tmp_path):
+    source, first = scored_run
+    run = tmp_path / "run"
+    shutil.copytree(source / "shards", run / "shards")
+    counts = score(run, _opts(tiny_clip_checkpoint, workers=1), map_parts=_process_pool_map)
+    assert counts["parts_scored"] == 3
+    assert {k: counts[k] for k in ("rows", "scored", "mean_clip_score")} == \
+        {k: first[k] for k in ("rows", "scored", "mean_clip_score")}
+    for name in ("clip", "embeddings"):
+        assert tables.read_table(run, name).equals(tables.read_table(source, name)), name

@@ -85,12 +85,19 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+_FILE_SHA256: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> checksum: the stage and its workers ask twice
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _FILE_SHA256:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_SHA256[key] = digest.hexdigest()
+    return _FILE_SHA256[key]
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -201,8 +208,6 @@ def _create(arch_or_name: str, pretrained: Optional[str], device: torch.device, 
 
 def _load_checkpoint(arch: str, checkpoint: str, pretrained: Optional[str], device: torch.device):
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
     if arch.startswith(HF_HUB_PREFIX):
         raise ValueError(f"--checkpoint needs an open_clip architecture as --model (e.g. ViT-B-32), not {arch!r}")
     # a known tag alongside a checkpoint only says how the weights expect images to be preprocessed
@@ -261,6 +266,67 @@ def _image_size(model: torch.nn.Module) -> int:
     return int(size[0] if isinstance(size, (tuple, list)) else size)
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What names a model's weights: the id written beside every score, and the checksum of the weights."""
+
+    model_id: str
+    weights_sha256: Optional[str]
+    pretrained: Optional[str]  # the tag actually used (None for checkpoints without one, hub names, tiny-test)
+    checkpoint: Optional[str]
+
+
+def _resolved_names(model: str, pretrained: Optional[str], checkpoint: Optional[str]
+                    ) -> tuple[Optional[str], Optional[str]]:
+    """(pretrained, checkpoint) as load_clip uses them; unknown names are a clear error with the closest valid ones."""
+    if model.startswith(HF_HUB_PREFIX):
+        pretrained = None  # open_clip ignores a tag for hub names; so does the model id
+    if pretrained and not checkpoint and os.path.isfile(pretrained):
+        checkpoint, pretrained = pretrained, None  # open_clip also takes a file as `pretrained`: it is a checkpoint
+    check_model_name(model, pretrained, checkpoint)  # unknown names: the closest valid ones, before any loading
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {checkpoint}")
+    elif model != TEST_MODEL and not model.startswith(HF_HUB_PREFIX) and not pretrained:
+        raise ValueError(f"{model} needs weights: pass --pretrained TAG (one of "
+                         f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
+                         f"or --checkpoint PATH")
+    return pretrained, (str(checkpoint) if checkpoint else None)
+
+
+def _seeded_test_model() -> tuple[torch.nn.Module, Callable]:
+    # seeded in a forked RNG: identical weights on every machine, and the caller's RNG stream untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TEST_MODEL_SEED)
+        return _create(TEST_MODEL, None, torch.device("cpu"))
+
+
+@lru_cache(maxsize=1)
+def _test_model_sha256() -> str:
+    with warnings.catch_warnings(), _quiet_open_clip_logs():
+        warnings.simplefilter("ignore", UserWarning)
+        return state_dict_sha256(_seeded_test_model()[0])
+
+
+def model_identity(model: str, pretrained: Optional[str] = None, checkpoint: Optional[str] = None) -> ModelIdentity:
+    """The id and weights checksum that load_clip will report, without loading the model (a stage plans its parts
+    with them before any worker loads it). Hub weights that are not in the local cache have no checksum yet."""
+    pretrained, checkpoint = _resolved_names(model, pretrained, checkpoint)
+    if checkpoint:
+        sha = file_sha256(checkpoint)
+        label = f"{model} (checkpoint {Path(checkpoint).name}, sha256 {sha[:12]})"
+    elif model == TEST_MODEL:
+        sha = _test_model_sha256()
+        label = f"{TEST_MODEL} (random init, seed {TEST_MODEL_SEED})"
+    else:
+        cached = _cached_weights_file(model, pretrained)
+        sha = file_sha256(cached) if cached else None
+        label = model if model.startswith(HF_HUB_PREFIX) else f"{model}/{pretrained}"
+    if model == TEST_MODEL:
+        label += TEST_MODEL_MARKER
+    return ModelIdentity(model_id=label, weights_sha256=sha, pretrained=pretrained, checkpoint=checkpoint)
+
+
 def load_clip(
     model: str,
     pretrained: Optional[str] = None,
@@ -272,43 +338,24 @@ def load_clip(
     torch_device = resolve_device(device)
     precision = resolve_precision(precision, torch_device)
     is_test = model == TEST_MODEL
-    if model.startswith(HF_HUB_PREFIX):
-        pretrained = None  # open_clip ignores a tag for hub names; so does the model id
-    if pretrained and not checkpoint and os.path.isfile(pretrained):
-        checkpoint, pretrained = pretrained, None  # open_clip also takes a file as `pretrained`: it is a checkpoint
-    check_model_name(model, pretrained, checkpoint)  # unknown names: the closest valid ones, before any loading
+    pretrained, checkpoint = _resolved_names(model, pretrained, checkpoint)
 
     with warnings.catch_warnings(), _quiet_open_clip_logs():
         warnings.simplefilter("ignore", UserWarning)  # QuickGELU notices and the like are open_clip's business
         if checkpoint:
             net, preprocess = _load_checkpoint(model, checkpoint, pretrained, torch_device)
             tokenizer = open_clip.get_tokenizer(model)
-            sha = file_sha256(checkpoint)
-            label = f"{model} (checkpoint {Path(checkpoint).name}, sha256 {sha[:12]})"
         elif is_test:
-            # seeded in a forked RNG: identical weights on every machine, and the caller's RNG stream untouched
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(TEST_MODEL_SEED)
-                net, preprocess = _create(TEST_MODEL, None, torch.device("cpu"))
-            sha = state_dict_sha256(net)
+            net, preprocess = _seeded_test_model()
             net = net.to(torch_device)
             tokenizer = open_clip.get_tokenizer(TEST_MODEL)
-            label = f"{TEST_MODEL} (random init, seed {TEST_MODEL_SEED})"
         else:
-            if not model.startswith(HF_HUB_PREFIX) and not pretrained:
-                raise ValueError(f"{model} needs weights: pass --pretrained TAG (one of "
-                                 f"{', '.join(open_clip.list_pretrained_tags_by_model(model)) or 'none known'}) "
-                                 f"or --checkpoint PATH")
             net, preprocess, tokenizer = _load_hub(model, pretrained, torch_device)
-            cached = _cached_weights_file(model, pretrained)
-            sha = file_sha256(cached) if cached else None
-            label = model if model.startswith(HF_HUB_PREFIX) else f"{model}/{pretrained}"
-    if is_test:
-        label += TEST_MODEL_MARKER
-    return LoadedClip(model=net, preprocess=preprocess, tokenizer=tokenizer, model_id=label, weights_sha256=sha,
-                      is_test_model=is_test, device=torch_device, embed_dim=_embed_dim(net), image_size=_image_size(net),
-                      arch=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None,
-                      precision=precision)
+    identity = model_identity(model, pretrained, checkpoint)  # after the load: hub weights are cached by now
+    return LoadedClip(model=net, preprocess=preprocess, tokenizer=tokenizer, model_id=identity.model_id,
+                      weights_sha256=identity.weights_sha256, is_test_model=is_test, device=torch_device,
+                      embed_dim=_embed_dim(net), image_size=_image_size(net), arch=model, pretrained=pretrained,
+                      checkpoint=checkpoint, precision=precision)
 
 
 def autocast(loaded: LoadedClip):
@@ -359,3 +406,4 @@ def model_info(loaded: LoadedClip) -> dict[str, Any]:
         "embed_dim": loaded.embed_dim,
         "image_size": loaded.image_size,
     }
+
