@@ -50,8 +50,9 @@ Buffer = bytes | mmap.mmap
 
 _VERSION_LINE = re.compile(rb"WARC/[01]\.\d{1,2}\r?\n")
 _VERSION_LINE_AT_LINE_START = re.compile(rb"\nWARC/[01]\.\d{1,2}\r?\n")
+_VERSION_LINE_BYTES = 14  # the longest line the pattern above matches
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*\d+[ \t]*$")
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*\d+")
 _READ_CHUNK = 1 << 20
 _SPILL_BYTES = 64 << 20  # an inflated member larger than this goes to a temporary file, not memory
 _GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip member header: magic number + deflate
@@ -59,6 +60,7 @@ _PROBE_CHUNK = 512  # a member's gzip and deflate headers fit in a few hundred b
 _PROBE_LIMIT = 1 << 16  # ...so a candidate that yields no record start within this much is not one
 _MAX_HEADER = 1 << 16  # a WARC record header is far shorter; bounds the search for its end
 _TRAILER_SLACK = 4  # CR/LF bytes allowed between a record's block and the next record
+_FRAME_SPANS_TRIED = 8
 _MAX_CARRIED = 256 << 20  # a record split over gzip members is joined up to this size
 
 
@@ -139,6 +141,15 @@ class _Framing:
     verdict: str  # "ok", "junk_after", "wrong_length" or "cut_short"
 
 
+def _stripped_crs(data: Buffer, block_start: int) -> int:
+    """How many CRs a bare-LF HTTP header block at block_start lost, if its line ends were CRLF once (0 otherwise):
+    the length a ClueWeb09-style Content-Length overshoots by."""
+    if not _line_is_bare_lf(data, block_start):
+        return 0
+    end = data.find(b"\n\n", block_start, block_start + _MAX_HEADER)
+    return bytes(data[block_start : end + 2]).count(b"\n") if end >= 0 else 0
+
+
 def _check_framing(record: WarcRecord, data: Buffer) -> _Framing:
     start = record.stream_pos
     header = _HEADER_END.search(data, start, start + _MAX_HEADER)
@@ -147,16 +158,18 @@ def _check_framing(record: WarcRecord, data: Buffer) -> _Framing:
     if block_end > len(data):
         # the data ends inside the record, or the length runs over a following record
         inner = _VERSION_LINE_AT_LINE_START.search(data, header_end, len(data))
-        if inner is None:
-            return _Framing(header_end, len(data), -1, "cut_short")
-        return _Framing(header_end, inner.start() + 1, inner.start() + 1, "wrong_length")
+        if inner is not None:
+            return _Framing(header_end, inner.start() + 1, inner.start() + 1, "wrong_length")
+        if block_end - len(data) <= _stripped_crs(data, header_end):
+            return _Framing(header_end, len(data), -1, "wrong_length")  # the last record of a ClueWeb09-style file
+        return _Framing(header_end, len(data), -1, "cut_short")
     after = block_end
     while after < len(data) and after - block_end < _TRAILER_SLACK and data[after : after + 1] in (b"\r", b"\n"):
         after += 1
     if after >= len(data) or _VERSION_LINE.match(data, after):
         return _Framing(header_end, block_end, after if after < len(data) else -1, "ok")
-    inner = _VERSION_LINE_AT_LINE_START.search(data, header_end, block_end)
-    if inner is not None:
+    inner = _VERSION_LINE_AT_LINE_START.search(data, header_end, block_end + _VERSION_LINE_BYTES)
+    if inner is not None and inner.start() < block_end:  # the next record starts inside the declared block
         return _Framing(header_end, inner.start() + 1, inner.start() + 1, "wrong_length")
     return _Framing(header_end, block_end, _next_version_line(data, block_end), "junk_after")
 
@@ -369,20 +382,37 @@ def gzip_members(data: Buffer, counts: Counter, starts_record: Callable[[bytes],
 # ---- LZ4 and Zstandard frames ----------------------------------------------------------------------------------------
 
 
+def _inflate_into(reader_type, data: Buffer, start: int, end: int, target) -> bool:
+    """Inflate data[start:end] into target; on failure, target is cut back to where it was and False returned."""
+    mark = target.tell()
+    try:
+        reader = reader_type(BufferReader(memoryview(data)[start:end], 0))
+        while chunk := reader.read(_READ_CHUNK):
+            target.write(chunk)
+        return True
+    except OSError:
+        target.seek(mark)
+        target.truncate()
+        return False
+
+
 def _inflate_frames(data: Buffer, compression: str, target, counts: Counter) -> None:
-    """Inflate LZ4 or Zstandard data frame after frame into target; a corrupt frame is counted and skipped."""
+    """Inflate LZ4 or Zstandard data into target, frame after frame. A frame ends where the next frame header starts
+    (a header's magic number inside compressed data is rare, so a few longer spans are tried before a frame counts
+    as corrupt); a corrupt or cut-off frame, or junk before the first, is counted and skipped."""
     reader_type, magic = (Lz4Reader, LZ4_MAGIC) if compression == "lz4" else (ZstdReader, ZSTD_MAGIC)
-    position = 0
-    while 0 <= position < len(data):
-        reader = reader_type(BufferReader(data, position))
-        try:
-            while chunk := reader.read(_READ_CHUNK):
-                target.write(chunk)
-            return
-        except OSError:
+    starts = [m.start() for m in re.finditer(re.escape(magic), data)]
+    if not starts or starts[0] > 0:
+        count_bad(counts, "corrupt_compression")
+    i = 0
+    while i < len(starts):
+        for j in range(i + 1, min(i + _FRAME_SPANS_TRIED, len(starts)) + 1):
+            if _inflate_into(reader_type, data, starts[i], starts[j] if j < len(starts) else len(data), target):
+                i = j
+                break
+        else:
             count_bad(counts, "corrupt_compression")
-            failed_frame = reader.frame_start_position() or 0
-            position = data.find(magic, position + failed_frame + 1)
+            i += 1
 
 
 # ---- files -----------------------------------------------------------------------------------------------------------
