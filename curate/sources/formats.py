@@ -113,7 +113,16 @@ def sniff(path: Path) -> FileFormat | None:
     if container is not None:
         return FileFormat(container, compression)
     by_name = container_by_name(path.name, compression)
+    if by_name and compression is None:  # junk before the first gzip member, say: the name's compression holds
+        compression = compression_by_name(path.name)
     return FileFormat(by_name, compression, by_name=True) if by_name else None
+
+
+def compression_by_name(name: str) -> str | None:
+    for compression, suffixes in COMPRESSION_SUFFIXES.items():
+        if name.lower().endswith(suffixes):
+            return compression
+    return None
 
 
 def crawlable_files(folder: Path) -> tuple[list[tuple[Path, FileFormat]], int, list[tuple[Path, OSError]]]:

@@ -147,16 +147,22 @@ def parse_html(text: str) -> LexborHTMLParser:
     return LexborHTMLParser(text)
 
 
+def resolve_base(page_url: str, href: str | None) -> str:
+    """A <base href> resolved against the page URL; the page URL itself when there is none, or when it does not
+    resolve to an http(s) URL (a "javascript:" or "data:" base would otherwise turn every image into a non-URL)."""
+    if not isinstance(href, str) or not href.strip():
+        return page_url
+    try:
+        base = urljoin(page_url, href.strip())
+    except ValueError:
+        return page_url
+    return base if urlsplit(base).scheme.lower() in ("http", "https") or not is_http_url(page_url) else page_url
+
+
 def base_url(tree: LexborHTMLParser, page_url: str) -> str:
     """The page URL, or the first <base href> resolved against it."""
     base = tree.css_first("base[href]")
-    href = _attr(base, "href") if base is not None else None
-    if not href:
-        return page_url
-    try:
-        return urljoin(page_url, href)
-    except ValueError:
-        return page_url
+    return resolve_base(page_url, _attr(base, "href") if base is not None else None)
 
 
 def image_candidates(tree: LexborHTMLParser) -> list[ImageCandidate]:

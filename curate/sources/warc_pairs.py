@@ -20,13 +20,12 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urljoin
 
 from fastwarc.warc import WarcRecordType
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 
 from curate.sources.formats import FileFormat, sniff
-from curate.sources.html_pairs import ImageCandidate, Page
+from curate.sources.html_pairs import ImageCandidate, Page, resolve_base
 from curate.sources.warc_records import ArchiveRecord, BufferReader, count_bad, gzip_members, iter_records
 
 log = logging.getLogger(__name__)
@@ -95,11 +94,7 @@ def wat_page(envelope: dict, counts: Counter | None = None) -> Page | None:
     if not isinstance(html, dict):
         return None
     head = html.get("Head")
-    base_href = head.get("Base") if isinstance(head, dict) else None
-    try:
-        base = urljoin(url, base_href) if isinstance(base_href, str) and base_href else url
-    except ValueError:
-        base = url
+    base = resolve_base(url, head.get("Base") if isinstance(head, dict) else None)
     candidates = [
         ImageCandidate(src=_text(link.get("url")), alt=_text(link.get("alt")), title=_text(link.get("title")))
         for link in (html.get("Links") if isinstance(html.get("Links"), list) else [])
@@ -129,7 +124,10 @@ def _warc_pages(path: Path, fmt: FileFormat, counts: Counter) -> Iterator[Page]:
         counts["warc_records"] += 1
         record = item.record
         url = (record.headers.get("WARC-Target-URI") or "").strip("<> ")  # WARC 1.1 drafts wrapped it in <>
-        if record.record_type == WarcRecordType.response and url:
+        if record.record_type == WarcRecordType.response and not url:
+            count_bad(counts, "bad_header")  # a response must name its URL
+            page = None
+        elif record.record_type == WarcRecordType.response:
             page = _response_page(item, url, counts)
         elif record.record_type == WarcRecordType.metadata:
             page = _metadata_page(item, counts)

@@ -60,7 +60,6 @@ _PROBE_CHUNK = 512  # a member's gzip and deflate headers fit in a few hundred b
 _PROBE_LIMIT = 1 << 16  # ...so a candidate that yields no record start within this much is not one
 _MAX_HEADER = 1 << 16  # a WARC record header is far shorter; bounds the search for its end
 _TRAILER_SLACK = 4  # CR/LF bytes allowed between a record's block and the next record
-_FRAME_SPANS_TRIED = 8
 _MAX_CARRIED = 256 << 20  # a record split over gzip members is joined up to this size
 
 
@@ -153,7 +152,9 @@ def _stripped_crs(data: Buffer, block_start: int) -> int:
 def _check_framing(record: WarcRecord, data: Buffer) -> _Framing:
     start = record.stream_pos
     header = _HEADER_END.search(data, start, start + _MAX_HEADER)
-    header_end = header.end() if header else start
+    if header is None:  # the data ends inside the record's header
+        return _Framing(len(data), len(data), -1, "cut_short")
+    header_end = header.end()
     block_end = header_end + record.content_length
     if block_end > len(data):
         # the data ends inside the record, or the length runs over a following record
@@ -236,11 +237,22 @@ def _records_from(data: Buffer, offset: int, counts: Counter, final: bool) -> It
                     yield _Restart(framing.next_start)
                 return
             expected_start = framing.next_start
+        if expected_start >= 0 and bytes(data[expected_start : expected_start + _MAX_HEADER]).strip():
+            # a last header fastwarc gave up on without a word
+            if final:
+                count_bad(counts, "cut_short")
+            else:
+                yield _Tail(expected_start)
     except BaseException as exc:
         if not _is_parse_failure(exc):
             raise
         if not final and _HEADER_END.search(data, expected_start) is None:
             yield _Tail(expected_start)  # the data ends inside this record's header
+            return
+        if expected_start != offset:
+            # the record before framed well, so this one starts where it should: fastwarc may have lost its place
+            # (a payload it could not decode); a fresh start there decides, and counts it if it fails again
+            yield _Restart(expected_start)
             return
         count_bad(counts, "bad_header")
         resume = _next_version_line(data, expected_start + 1)
@@ -382,37 +394,79 @@ def gzip_members(data: Buffer, counts: Counter, starts_record: Callable[[bytes],
 # ---- LZ4 and Zstandard frames ----------------------------------------------------------------------------------------
 
 
-def _inflate_into(reader_type, data: Buffer, start: int, end: int, target) -> bool:
-    """Inflate data[start:end] into target; on failure, target is cut back to where it was and False returned."""
-    mark = target.tell()
-    try:
-        reader = reader_type(BufferReader(memoryview(data)[start:end], 0))
-        while chunk := reader.read(_READ_CHUNK):
-            target.write(chunk)
-        return True
-    except OSError:
-        target.seek(mark)
-        target.truncate()
-        return False
+def _lz4_frame_end(data: Buffer, start: int) -> int | None:
+    """End offset of the LZ4 frame at start (read from its header and block sizes, nothing inflated), or None when
+    the header is not one or the data ends inside the frame."""
+    position = start + 4
+    if position + 3 > len(data):
+        return None
+    flags = data[position]
+    if flags >> 6 != 1:  # frame format version 01
+        return None
+    position += 2 + (8 if flags & 0x08 else 0) + (4 if flags & 0x01 else 0) + 1  # FLG BD [size] [dict id] HC
+    block_checksum, content_checksum = bool(flags & 0x10), bool(flags & 0x04)
+    while True:
+        if position + 4 > len(data):
+            return None
+        size = int.from_bytes(data[position : position + 4], "little")
+        position += 4
+        if size == 0:  # end mark
+            break
+        position += (size & 0x7FFFFFFF) + (4 if block_checksum else 0)
+    position += 4 if content_checksum else 0
+    return position if position <= len(data) else None
+
+
+def _zstd_frame_end(data: Buffer, start: int) -> int | None:
+    """End offset of the Zstandard frame at start (from its header and block headers), or None."""
+    position = start + 4
+    if position >= len(data):
+        return None
+    descriptor = data[position]
+    single_segment, checksum = bool(descriptor & 0x20), bool(descriptor & 0x04)
+    position += 1 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 0x03]
+    position += (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    while True:
+        if position + 3 > len(data):
+            return None
+        header = int.from_bytes(data[position : position + 3], "little")
+        position += 3
+        block_type = (header >> 1) & 0x03
+        if block_type == 3:  # reserved: not a frame
+            return None
+        position += 1 if block_type == 1 else header >> 3  # an RLE block holds one byte
+        if header & 0x01:  # last block
+            break
+    position += 4 if checksum else 0
+    return position if position <= len(data) else None
 
 
 def _inflate_frames(data: Buffer, compression: str, target, counts: Counter) -> None:
-    """Inflate LZ4 or Zstandard data into target, frame after frame. A frame ends where the next frame header starts
-    (a header's magic number inside compressed data is rare, so a few longer spans are tried before a frame counts
-    as corrupt); a corrupt or cut-off frame, or junk before the first, is counted and skipped."""
-    reader_type, magic = (Lz4Reader, LZ4_MAGIC) if compression == "lz4" else (ZstdReader, ZSTD_MAGIC)
-    starts = [m.start() for m in re.finditer(re.escape(magic), data)]
-    if not starts or starts[0] > 0:
-        count_bad(counts, "corrupt_compression")
-    i = 0
-    while i < len(starts):
-        for j in range(i + 1, min(i + _FRAME_SPANS_TRIED, len(starts)) + 1):
-            if _inflate_into(reader_type, data, starts[i], starts[j] if j < len(starts) else len(data), target):
-                i = j
-                break
-        else:
+    """Inflate LZ4 or Zstandard data into target, one frame at a time. fastwarc's readers inflate a stream of frames
+    but neither say where a frame ends nor hand over what a read inflated before an error, so the frame ends are
+    read from the frame and block headers here (a few lines of each format's spec; nothing is inflated by hand).
+    A corrupt or cut-off frame, or bytes between frames that are none, count as one bad record each."""
+    reader_type, magic, frame_end = ((Lz4Reader, LZ4_MAGIC, _lz4_frame_end) if compression == "lz4"
+                                     else (ZstdReader, ZSTD_MAGIC, _zstd_frame_end))
+    position = 0
+    while position < len(data):
+        end = frame_end(data, position) if data[position : position + 4] == magic else None
+        if end is None:
             count_bad(counts, "corrupt_compression")
-            i += 1
+            position = data.find(magic, position + 1)
+            if position < 0:
+                return
+            continue
+        mark = target.tell()
+        try:
+            reader = reader_type(BufferReader(memoryview(data)[position:end], 0))
+            while chunk := reader.read(_READ_CHUNK):
+                target.write(chunk)
+        except OSError:
+            count_bad(counts, "corrupt_compression")
+            target.seek(mark)
+            target.truncate()
+        position = end
 
 
 # ---- files -----------------------------------------------------------------------------------------------------------
