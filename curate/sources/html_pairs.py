@@ -114,13 +114,31 @@ def _attr(node: LexborNode, name: str) -> str | None:
     return value.strip() if value else None
 
 
+_SRCSET_CANDIDATE = re.compile(r"[\s,]*([^\s]+)")
+
+
 def _first_srcset_url(srcset: str) -> str | None:
-    first = srcset.strip().split(",")[0].strip()
-    return first.split()[0] if first else None
+    """The first candidate URL of a srcset, parsed as the HTML standard does: leading spaces and commas skipped, the
+    URL runs to the next space (so it may hold commas), trailing commas are not part of it."""
+    match = _SRCSET_CANDIDATE.match(srcset)
+    url = match.group(1).rstrip(",") if match else ""
+    return url or None
+
+
+def _picture_source(node: LexborNode) -> str | None:
+    """The first <source srcset> of the <picture> an <img> sits in (the img is the picture's fallback)."""
+    parent = node.parent
+    if parent is None or parent.tag != "picture":
+        return None
+    for child in parent.iter():
+        if child.tag == "source" and (value := _attr(child, "srcset")) and (url := _first_srcset_url(value)):
+            return url
+    return None
 
 
 def image_src(node: LexborNode) -> str | None:
-    """`src`; when it is missing or a data: placeholder, the lazy-loading attribute or first srcset candidate."""
+    """`src`; when it is missing or a data: placeholder, the lazy-loading attribute, the first srcset candidate or
+    the first <source> of its <picture>."""
     src = _attr(node, "src")
     if src and not src.lower().startswith("data:"):
         return src
@@ -130,7 +148,7 @@ def image_src(node: LexborNode) -> str | None:
     for name in SRCSET_ATTRS:
         if (value := _attr(node, name)) and (url := _first_srcset_url(value)):
             return url
-    return src  # None, or the data: URI, dropped later with its reason
+    return _picture_source(node) or src  # else None or the data: URI, dropped later with its reason
 
 
 def _figcaption_text(img: LexborNode) -> str | None:
