@@ -92,12 +92,16 @@ def decode_html(body: bytes, http_charset: str | None = None) -> str:
     fits, the most authoritative one with undecodable bytes replaced. Never raises.
 
     A strict failure of the HTTP charset falls through to the page's own declaration because servers often send a
-    blanket "utf-8" for legacy pages that declare windows-1252 themselves.
+    blanket "utf-8" for legacy pages that declare windows-1252 themselves. A UTF-16/32 label on bytes without a single
+    NUL among the first KiB is passed over: markup in those encodings always has NULs, so the label is wrong, and
+    decoding by it would turn the whole page into unreadable text.
     """
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom):].decode(name, errors="replace")
     candidates = [c for c in (_codec(http_charset), _codec(meta_charset(body)), "utf-8") if c]
+    if b"\x00" not in body[:1024]:
+        candidates = [c for c in candidates if not c.startswith(("utf-16", "utf-32"))] or ["utf-8"]
     for name in dict.fromkeys(candidates):
         try:
             return body.decode(name)

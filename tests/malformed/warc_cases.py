@@ -215,7 +215,7 @@ def _record_cases() -> Iterator[Case]:
             if defect.flags != RIGHT_NAME_ONLY:
                 names.append(("wrong_name", WRONG_NAME[compression]))
             for naming, file_name in names:
-                for carrier in ("file", "folder"):
+                for carrier in ("file", "folder") if naming == "right_name" else ("file",):
                     tag = f"{defect.name}-{compression}-{naming}-{carrier}".replace("_", "-")
                     pages = _pages_for(defect, tag)
                     path = file_name if carrier == "file" else f"folder/{file_name}"
