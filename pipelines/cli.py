@@ -52,7 +52,7 @@ def _run_stage(run: Path, stage: str, fn, *args, **kwargs) -> dict:
 
 @app.command()
 def crawl(
-    sources: List[str] = typer.Argument(..., help="HTML files or folders, WARC/WAT files (.gz too), http(s) start URLs"),
+    sources: List[str] = typer.Argument(..., help="HTML files, WARC/WAT/ARC files (plain, .gz, .lz4, .zst), folders of them, http(s) start URLs"),
     run: Path = typer.Option(..., "--run", help="run folder"),
     max_depth: int = typer.Option(1, "--max-depth", help="links followed from an http start URL (same host)"),
     max_pages: int = typer.Option(100, "--max-pages", help="pages fetched per http start URL"),

@@ -26,7 +26,7 @@ from curate.sources.html_pairs import Page, Pair, extract_page, pairs_from_candi
 from curate.sources.http_crawl import CrawlLimits, crawl_site
 from curate.sources.pair_rows import PartWriter, remove_parts
 from curate.sources.warc_pairs import iter_archive_pages
-from curate.sources.warc_records import bad_record_reasons
+from curate.sources.archive_streams import bad_record_reasons
 from curate.tables import compute_uid
 
 log = logging.getLogger(__name__)

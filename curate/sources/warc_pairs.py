@@ -26,7 +26,8 @@ from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 
 from curate.sources.formats import FileFormat, sniff
 from curate.sources.html_pairs import ImageCandidate, Page, resolve_base
-from curate.sources.warc_records import ArchiveRecord, BufferReader, count_bad, gzip_members, iter_records
+from curate.sources.archive_streams import BufferReader, count_bad, gzip_members
+from curate.sources.warc_records import ArchiveRecord, iter_records
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ def _csv_cases() -> Iterator[Case]:
     yield csv(b"url,caption\n1,one\n2,two\n", "numbers-as-urls", Expect(pairs=[], counters={"dropped.invalid_url": 2}))
     yield csv(f"url,caption\n{urls[0]},\n{urls[1]},\n".encode(), "empty-caption-cells",
               Expect(pairs=[(urls[0], ""), (urls[1], "")]))
-    yield csv((f"url,caption\n" + "".join(f"{u},same\n" for u in [urls[0]] * 3)).encode(), "duplicate-rows",
+    yield csv(("url,caption\n" + "".join(f"{u},same\n" for u in [urls[0]] * 3)).encode(), "duplicate-rows",
               Expect(pairs=[(urls[0], "same")], counters={"dropped.duplicate_in_list": 2}))
     yield csv(b"\xff\xfe\x00\x01garbage\x00" * 100, "binary-garbage",
               Expect(outcome="either", pairs=[], error_contains=["list.csv"]))
