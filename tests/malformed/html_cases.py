@@ -49,7 +49,8 @@ def _nesting() -> Iterator[Page]:
             body = (img("/top.jpg", "The top image") + open_tag * depth + img("/deep.jpg", "The deepest image")
                     + close_tag * depth)
             yield Page(f"nesting-{tag}-{depth}", lambda b=body: doc(b),
-                       [(f"{HOST}/top.jpg", "The top image"), (f"{HOST}/deep.jpg", "The deepest image")])
+                       [(f"{HOST}/top.jpg", "The top image"), (f"{HOST}/deep.jpg", "The deepest image")],
+                       carriers=("file", "warc") if depth <= 10_000 else ("file",))
         unclosed = img("/top.jpg", "The top image") + "<span>" * depth + img("/deep.jpg", "The deepest image")
         yield Page(f"nesting-unclosed-{depth}", lambda b=unclosed: doc(b),
                    [(f"{HOST}/top.jpg", "The top image"), (f"{HOST}/deep.jpg", "The deepest image")])
@@ -134,11 +135,11 @@ def _big_pages() -> Iterator[Page]:
                                    for k in range(n))),
                [(f"{HOST}/i/{k}.jpg", f"Image number {k}") for k in range(n)], carriers=("file",))
     yield Page("ten-mb-alt", lambda: doc(img("/long.jpg", "word " * (ten_mb // 5))),
-               [(f"{HOST}/long.jpg", " ".join(["word"] * 200))], truncated=True)
+               [(f"{HOST}/long.jpg", " ".join(["word"] * 200))], truncated=True, carriers=("file",))
     yield Page("ten-mb-unclosed-comment", lambda: doc(img("/a.jpg", "Before the comment") + "<!--" + text
                                                       + img("/b.jpg", "Inside the comment")),
-               [(f"{HOST}/a.jpg", "Before the comment")])
-    yield Page("ten-mb-one-line-no-tags", lambda: ("x" * ten_mb).encode(), [])
+               [(f"{HOST}/a.jpg", "Before the comment")], carriers=("file",))
+    yield Page("ten-mb-one-line-no-tags", lambda: ("x" * ten_mb).encode(), [], carriers=("file",))
     for tag in ("br", "p", "i"):  # void, self-closing by the next one, and formatting (reconstructed at every block)
         yield Page(f"ten-mb-of-{tag}-tags", lambda t=tag: (f"<{t}>" * (ten_mb // (len(t) + 2))).encode()
                    + img("/z.jpg", "Last").encode(), [(f"{HOST}/z.jpg", "Last")], carriers=("file",))
