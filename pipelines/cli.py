@@ -67,7 +67,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 @app.command()
 def crawl(
     sources: List[str] = typer.Argument(..., metavar="SOURCE...",
-                                        help="HTML files or folders, WARC/WAT files (.gz too), or http(s) start URLs"),
+                                        help="HTML files, WARC/WAT/ARC files (plain, .gz, .lz4, .zst), folders of them, "
+                                             "or http(s) start URLs"),
     run: Path = typer.Option(..., "--run", metavar="RUN", help=RUN_HELP),
     max_depth: int = typer.Option(1, "--max-depth", metavar="N",
                                   help="how many links deep to follow from an http start URL (same host only)"),

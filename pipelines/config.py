@@ -80,7 +80,8 @@ def _check_model(path: Path, config: RunConfig) -> None:
     try:
         check_model_name(config.score.model, config.score.pretrained, config.score.checkpoint)
     except ValueError as exc:
-        raise ConfigError(f"invalid config {path}:\n  score: {exc}") from exc
+        field = "score.pretrained" if str(exc).startswith("unknown pretrained tag") else "score.model"
+        raise ConfigError(f"invalid config {path}:\n  {field}: {exc}") from exc
 
 
 def _format_validation(path: Path, err: ValidationError, root: type = None, prefix: str = "") -> str:
@@ -103,9 +104,11 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes()) or {}  # bytes: PyYAML reads UTF-8/16 and names bad bytes
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config {path} is nested too deeply to be a fairsift config") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     try:

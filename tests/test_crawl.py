@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from curate.net.loopback import LoopbackServer
 from curate.options import CrawlOptions
 from curate.tables import compute_uid, list_parts, read_table
 from pipelines.cli import app
+from tests.malformed import archives
 
 SITE = Path(__file__).parent / "data" / "crawl" / "site"
 LONG_ALT = "word " * 20_000  # 100,000 characters
@@ -249,6 +251,146 @@ def test_plain_warc_resynchronises_after_binary_junk_and_skips_a_truncated_recor
     assert counts["warc_records"] == 3 and counts["warc_bad_records"] == 3  # two junk stretches, one cut record
 
 
+# ---- formats by their bytes, every archive format, damaged archives (issue 9) -------------------------------------------
+
+WARC_DATA = Path(__file__).parent / "data" / "warc"  # real files from warcio's tests (see its README)
+CW_ROOT = "http://cw.example"
+
+
+def cw_pages(n: int = 29) -> list[tuple[str, bytes, tuple]]:
+    """(page URL, HTML, the pair it must give) for n pages with one image each."""
+    pages = []
+    for i in range(n):
+        url, caption = f"{CW_ROOT}/p{i}.html", f"Photograph {i} of a red barn in the snow"
+        pages.append((url, archives.page_html([(f"img/{i}.jpg", caption)]), (f"{CW_ROOT}/img/{i}.jpg", caption)))
+    return pages
+
+
+def url_captions(run: Path) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in pair_tuples(run)]
+
+
+def _crawl_data(tmp_path: Path, name: str, data: bytes) -> tuple[dict, list[tuple[str, str]]]:
+    (tmp_path / name).write_bytes(data)
+    counts = crawl(tmp_path / f"run-{name}", _options([tmp_path / name]))
+    return counts, url_captions(tmp_path / f"run-{name}")
+
+
+def test_clueweb09_style_warc_with_bare_lf_headers(tmp_path):
+    pages = cw_pages(29)
+    expected = [pair for _, _, pair in pages]
+    # CRLF WARC headers, bare-LF HTTP headers: fastwarc's strict parser lost every content type here, silently
+    lf_http = b"".join(archives.warc_response(url, html, http_newline=archives.LF) for url, html, _ in pages)
+    counts, pairs = _crawl_data(tmp_path, "lf-http.warc", lf_http)
+    assert pairs == expected
+    assert counts["warc_bare_lf_records"] == 29 and counts["warc_bad_records"] == 0 and counts["pages"] == 29
+
+    # the ClueWeb09 files themselves: WARC/0.18, bare LF everywhere, lengths that still count the stripped CRs
+    clueweb = archives.warcinfo(archives.LF, "WARC/0.18") + b"".join(
+        archives.clueweb09_response(url, html, f"clueweb09-en0000-00-{i:05d}") for i, (url, html, _) in enumerate(pages))
+    counts, pairs = _crawl_data(tmp_path, "clueweb.warc.gz", gzip.compress(clueweb))  # one gzip stream, as shipped
+    assert pairs == expected
+    assert counts["warc_records"] == 30 and counts["warc_bare_lf_records"] == 30
+    assert counts["warc_wrong_length_records"] == 29 and counts["warc_bad_records"] == 0
+
+
+def _archive_bytes(kind: str, pages) -> bytes:
+    responses = [archives.warc_response(url, html) for url, html, _ in pages]
+    if kind == "warc.gz":
+        return archives.gzip_members(responses)
+    if kind == "warc.lz4":
+        return archives.lz4_frames(responses)
+    if kind == "warc.zst":
+        return archives.zstd_frames(responses)
+    arc = [archives.arc_record(url, archives.http_response(html)) for url, html, _ in pages]
+    return archives.arc_file(arc, gzipped=kind == "arc.gz")
+
+
+def test_crawl_folder_reads_every_archive_format(tmp_path):
+    pages = cw_pages(10)
+    folder = tmp_path / "crawl"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.warc.gz").write_bytes(_archive_bytes("warc.gz", pages[0:2]))
+    (folder / "b.arc").write_bytes(_archive_bytes("arc", pages[2:4]))
+    (folder / "c.arc.gz").write_bytes(_archive_bytes("arc.gz", pages[4:6]))
+    (folder / "d.warc.lz4").write_bytes(_archive_bytes("warc.lz4", pages[6:8]))
+    (folder / "sub" / "e.warc.zst").write_bytes(_archive_bytes("warc.zst", pages[8:9]))
+    (folder / "sub" / "f.wat.gz").write_bytes(archives.gzip_members([archives.wat_record(pages[9][0], archives.wat_envelope(
+        pages[9][0], [archives.img_link("img/9.jpg", pages[9][2][1])]))]))
+    (folder / "notes.txt").write_text("not a source")
+    (folder / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    counts = crawl(tmp_path / "run", _options([folder]))
+    assert url_captions(tmp_path / "run") == [pair for _, _, pair in pages]
+    assert counts["archive_files"] == 6 and counts["files_skipped"] == 2 and counts["files_unreadable"] == 0
+    assert counts["warc_bad_records"] == 0 and counts["sources_without_pages"] == 0
+
+
+def test_folder_without_sources_is_a_warning_and_a_counter(tmp_path, caplog):
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no pages here")
+    counts = crawl(tmp_path / "run", _options([folder]))
+    assert counts["pages"] == 0 and counts["sources_without_pages"] == 1 and counts["files_skipped"] == 1
+    assert any("holds no HTML page and no WARC, WAT or ARC file" in r.getMessage() and str(folder) in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("plain-named.gz", "plain"), ("gzipped-named.warc", "warc.gz"), ("no-suffix", "warc.gz"),
+    ("arc-named.warc.gz", "arc"), ("lz4-named.warc.gz", "warc.lz4"), ("page.html", "warc.gz"),
+])
+def test_format_comes_from_the_bytes_not_the_name(tmp_path, name, kind):
+    pages = cw_pages(3)
+    data = (b"".join(archives.warc_response(url, html) for url, html, _ in pages) if kind == "plain"
+            else _archive_bytes(kind, pages))
+    counts, pairs = _crawl_data(tmp_path, name, data)
+    assert pairs == [pair for _, _, pair in pages]
+    assert counts["warc_bad_records"] == 0 and counts["archive_files"] == 1
+
+
+def test_real_archive_files(tmp_path):
+    """warcio's own test files: ARC plain and gzipped, a record spread over three gzip members, a short length."""
+    for name, records, bad in [("example.arc", 2, {}), ("example.arc.gz", 2, {}), ("example.warc.gz", 6, {}),
+                               ("example-wrong-chunks.warc.gz", 2, {}), ("example-trunc.warc", 4, {"junk": 1})]:
+        counts = crawl(tmp_path / name, _options([WARC_DATA / name]))
+        assert counts["pages"] == 1, name  # http://example.com/, a page without images
+        assert counts["warc_records"] == records, name
+        assert {k: v for k, v in counts["warc_bad_record_reasons"].items() if v} == bad, name
+
+
+def test_wat_and_warc_pages_with_an_error_status_give_no_pairs(tmp_path):
+    def wat(i: int, status) -> bytes:
+        url = f"{CW_ROOT}/w{i}.html"
+        envelope = archives.wat_envelope(url, [archives.img_link(f"/w{i}.jpg", f"A barn owl number {i}")], status=status)
+        return archives.wat_record(url, envelope)
+
+    data = archives.gzip_members([wat(0, 404), wat(1, 200), wat(2, 500), wat(3, 301), wat(4, None), wat(5, "204"),
+                                  archives.warc_response(f"{CW_ROOT}/gone.html", archives.page_html([("x.jpg", "Gone")]),
+                                                         status="404 Not Found")])
+    counts, pairs = _crawl_data(tmp_path, "mixed.wat.gz", data)
+    assert pairs == [(f"{CW_ROOT}/w{i}.jpg", f"A barn owl number {i}") for i in (1, 4, 5)]  # no status: kept
+    assert counts["warc_not_2xx"] == 4 and counts["pages"] == 3
+
+
+def test_wrong_lengths_and_cut_off_compression(tmp_path):
+    pages = cw_pages(4)
+    good = [archives.warc_response(url, html) for url, html, _ in pages]
+    too_short = archives.warc_response(pages[1][0], pages[1][1], length=len(archives.http_response(pages[1][1])) - 30)
+    too_long = archives.warc_response(pages[2][0], pages[2][1], length=len(archives.http_response(pages[2][1])) + 200)
+    counts, pairs = _crawl_data(tmp_path, "lengths.warc", good[0] + too_short + too_long + good[3])
+    # the short record's page is cut before its image (its HTML ends early), the long one is read up to the next record
+    assert pairs == [pages[0][2], pages[2][2], pages[3][2]]
+    assert counts["warc_bad_record_reasons"]["junk"] == 1 and counts["warc_wrong_length_records"] == 1
+
+    members = archives.gzip_members(good)
+    cut = members[: len(members) - 25]  # the last member cut off
+    counts, pairs = _crawl_data(tmp_path, "cut.warc.gz", cut)
+    assert pairs == [p for _, _, p in pages[:3]] and counts["warc_bad_record_reasons"]["corrupt_compression"] == 1
+    frames = archives.lz4_frames(good)
+    counts, pairs = _crawl_data(tmp_path, "cut.warc.lz4", frames[: len(frames) - 25])
+    assert pairs == [p for _, _, p in pages[:3]] and counts["warc_bad_record_reasons"]["corrupt_compression"] == 1
+
+
 # ---- determinism, parts, rerun ---------------------------------------------------------------------------------------
 
 
@@ -315,3 +457,16 @@ def test_cli_crawl(server, tmp_path):
 
     missing = runner.invoke(app, ["crawl", str(tmp_path / "absent.warc.gz"), "--run", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "absent.warc.gz" in missing.output
+
+
+def test_cli_crawl_folder_of_warcs(site, tmp_path):
+    folder = tmp_path / "warcs"
+    folder.mkdir()
+    write_warc(site, folder / "site.warc.gz")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["crawl", str(folder), "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    counts = json.loads((run / "manifest.json").read_text())["stages"]["crawl"]["counts"]
+    assert counts["pairs"] == 13 and counts["archive_files"] == 1 and counts["warc_bad_records"] == 1
+    # named counters in the summary ("name  value" lines)
+    assert re.search(r"warc_bad_records\s+1\b", result.output) and re.search(r"junk\s+1\b", result.output)

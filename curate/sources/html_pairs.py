@@ -92,12 +92,16 @@ def decode_html(body: bytes, http_charset: str | None = None) -> str:
     fits, the most authoritative one with undecodable bytes replaced. Never raises.
 
     A strict failure of the HTTP charset falls through to the page's own declaration because servers often send a
-    blanket "utf-8" for legacy pages that declare windows-1252 themselves.
+    blanket "utf-8" for legacy pages that declare windows-1252 themselves. A UTF-16/32 label on bytes without a single
+    NUL among the first KiB is passed over: markup in those encodings always has NULs, so the label is wrong, and
+    decoding by it would turn the whole page into unreadable text.
     """
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom):].decode(name, errors="replace")
     candidates = [c for c in (_codec(http_charset), _codec(meta_charset(body)), "utf-8") if c]
+    if b"\x00" not in body[:1024]:
+        candidates = [c for c in candidates if not c.startswith(("utf-16", "utf-32"))] or ["utf-8"]
     for name in dict.fromkeys(candidates):
         try:
             return body.decode(name)
@@ -114,13 +118,31 @@ def _attr(node: LexborNode, name: str) -> str | None:
     return value.strip() if value else None
 
 
+_SRCSET_CANDIDATE = re.compile(r"[\s,]*([^\s]+)")
+
+
 def _first_srcset_url(srcset: str) -> str | None:
-    first = srcset.strip().split(",")[0].strip()
-    return first.split()[0] if first else None
+    """The first candidate URL of a srcset, parsed as the HTML standard does: leading spaces and commas skipped, the
+    URL runs to the next space (so it may hold commas), trailing commas are not part of it."""
+    match = _SRCSET_CANDIDATE.match(srcset)
+    url = match.group(1).rstrip(",") if match else ""
+    return url or None
+
+
+def _picture_source(node: LexborNode) -> str | None:
+    """The first <source srcset> of the <picture> an <img> sits in (the img is the picture's fallback)."""
+    parent = node.parent
+    if parent is None or parent.tag != "picture":
+        return None
+    for child in parent.iter():
+        if child.tag == "source" and (value := _attr(child, "srcset")) and (url := _first_srcset_url(value)):
+            return url
+    return None
 
 
 def image_src(node: LexborNode) -> str | None:
-    """`src`; when it is missing or a data: placeholder, the lazy-loading attribute or first srcset candidate."""
+    """`src`; when it is missing or a data: placeholder, the lazy-loading attribute, the first srcset candidate or
+    the first <source> of its <picture>."""
     src = _attr(node, "src")
     if src and not src.lower().startswith("data:"):
         return src
@@ -130,7 +152,7 @@ def image_src(node: LexborNode) -> str | None:
     for name in SRCSET_ATTRS:
         if (value := _attr(node, name)) and (url := _first_srcset_url(value)):
             return url
-    return src  # None, or the data: URI, dropped later with its reason
+    return _picture_source(node) or src  # else None or the data: URI, dropped later with its reason
 
 
 def _figcaption_text(img: LexborNode) -> str | None:
@@ -147,16 +169,22 @@ def parse_html(text: str) -> LexborHTMLParser:
     return LexborHTMLParser(text)
 
 
+def resolve_base(page_url: str, href: str | None) -> str:
+    """A <base href> resolved against the page URL; the page URL itself when there is none, or when it does not
+    resolve to an http(s) URL (a "javascript:" or "data:" base would otherwise turn every image into a non-URL)."""
+    if not isinstance(href, str) or not href.strip():
+        return page_url
+    try:
+        base = urljoin(page_url, href.strip())
+    except ValueError:
+        return page_url
+    return base if urlsplit(base).scheme.lower() in ("http", "https") or not is_http_url(page_url) else page_url
+
+
 def base_url(tree: LexborHTMLParser, page_url: str) -> str:
     """The page URL, or the first <base href> resolved against it."""
     base = tree.css_first("base[href]")
-    href = _attr(base, "href") if base is not None else None
-    if not href:
-        return page_url
-    try:
-        return urljoin(page_url, href)
-    except ValueError:
-        return page_url
+    return resolve_base(page_url, _attr(base, "href") if base is not None else None)
 
 
 def image_candidates(tree: LexborHTMLParser) -> list[ImageCandidate]:

@@ -50,10 +50,21 @@ def list_format(path: Path) -> str:
                      "(.gz allowed for the text formats)")
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_lone_surrogates(text: str) -> str:
+    """JSON may escape half a surrogate pair ("\\ud800"; json.loads joins whole pairs), which no UTF-8 text can
+    hold: each becomes U+FFFD rather than failing the whole list."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def as_text(value: Any) -> Optional[str]:
     """A JSON value as text: strings as they are, numbers and booleans as JSON writes them, objects as JSON."""
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
+    if isinstance(value, str):
+        return _no_lone_surrogates(value)
     if isinstance(value, float) and value != value:  # NaN
         return None
     return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list, bool)) else str(value)
@@ -168,7 +179,11 @@ class ListReader:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     row, problem = None, f"is not JSON ({exc.msg} at column {exc.colno})"
+                except RecursionError:
+                    row, problem = None, "is nested too deeply to read"
                 else:
+                    if isinstance(row, str):  # a JSON Lines list of plain URLs
+                        row = {self.url_col: row}
                     problem = None if isinstance(row, dict) else f"is a JSON {type(row).__name__}, not an object"
                 if problem is not None:
                     if count:
@@ -191,6 +206,8 @@ class ListReader:
             if exc.msg == "Extra data":  # one JSON value per line
                 return None
             raise ValueError(f"{self.path}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+        except RecursionError:
+            raise ValueError(f"{self.path}: the JSON is nested too deeply to be a URL list") from None
         self.orient, rows = json_rows(data, self.url_col, self.path)
         self.total_rows = len(rows)
         return rows
@@ -203,6 +220,8 @@ def json_rows(data: Any, url_col: str, path: Path) -> tuple[str, list[dict]]:
             return "records", data
         if all(isinstance(r, list) for r in data):
             return "values", [{str(i): v for i, v in enumerate(r)} for r in data]
+        if all(isinstance(r, str) for r in data):  # a JSON array of plain URLs
+            return "urls", [{url_col: r} for r in data]
         raise ValueError(f"{path}: a JSON array URL list must hold objects (records) or arrays (values); "
                          f"row {next(i for i, r in enumerate(data) if not isinstance(r, (dict, list)))} is neither")
     if not isinstance(data, dict):

@@ -12,10 +12,21 @@ from curate.schemas import PAIRS, conform
 from curate.tables import list_parts, write_part
 
 _WHITESPACE = re.compile(r"\s+")
+# C0 and C1 control characters (NUL among them): no caption means them, and they break terminals, CSVs and tokenisers
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # from JSON "\ud800" escapes; no UTF-8 encoder takes them
+# format characters that show nothing on their own (zero-width space and joiners, bidi marks, BOM, soft hyphen):
+# kept inside a caption (Persian and Indic scripts need ZWNJ/ZWJ), but a caption of nothing else is empty
+_INVISIBLE = ("\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062"
+              "\u2063\u2064\u2066\u2067\u2068\u2069\ufeff")
+_INVISIBLE_ENDS = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
 
 
 def normalise_whitespace(text: str | None) -> str:
-    return _WHITESPACE.sub(" ", text or "").strip()
+    """A caption as stored: control characters become spaces, lone surrogates U+FFFD, runs of whitespace one space,
+    whitespace and invisible format characters trimmed from both ends (so a text of nothing else is empty)."""
+    text = _CONTROL.sub(" ", text or "")
+    return _INVISIBLE_ENDS.sub("", _WHITESPACE.sub(" ", _LONE_SURROGATE.sub("\ufffd", text)))
 
 
 def clip_caption(caption: str, max_chars: int) -> tuple[str, bool]:
@@ -30,8 +41,9 @@ _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def clean_url(url: str | None) -> str:
-    """The URL as a browser would request it: trimmed, tabs/newlines removed, inner spaces as %20 (WHATWG URL)."""
-    url = _TAB_NEWLINE.sub("", (url or "").strip())
+    """The URL as a browser would request it: trimmed (of a BOM and zero-width characters too), tabs/newlines removed,
+    inner spaces as %20 (WHATWG URL), lone surrogates as U+FFFD (they cannot be encoded)."""
+    url = _LONE_SURROGATE.sub("\ufffd", _TAB_NEWLINE.sub("", _INVISIBLE_ENDS.sub("", url or "")))
     return url.replace(" ", "%20") if " " in url else url
 
 
@@ -41,6 +53,7 @@ def is_http_url(url: str) -> bool:
         return False
     try:
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
         return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
     except ValueError:
         return False
