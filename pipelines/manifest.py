@@ -24,11 +24,46 @@ def load(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write manifest.json atomically (temporary name + rename). A full disk or a read-only folder raises an OSError
+    naming manifest.json, and leaves neither a temporary file nor a damaged manifest behind."""
     path = Path(run_dir) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{MANIFEST}")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str, sort_keys=False))
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{MANIFEST}")
+    text = json.dumps(manifest, indent=2, default=str, sort_keys=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_writers_temp_files(path.parent)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+        raise OSError(exc.errno, f"cannot write {path}: {reason}", str(path)) from exc
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _remove_dead_writers_temp_files(folder: Path) -> None:
+    """Temporary manifests of processes that no longer run (killed while saving): the pid is in the name, so a
+    manifest being saved right now by another live process is never touched."""
+    for tmp in folder.glob(f"{_TMP_PREFIX}*-{MANIFEST}"):
+        pid = tmp.name[len(_TMP_PREFIX):-len(MANIFEST) - 1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
@@ -67,7 +102,11 @@ def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
     try:
         yield counts
     except BaseException as exc:
-        record_stage(run_dir, stage, "failed", time.perf_counter() - start, counts, error=f"{type(exc).__name__}: {exc}")
+        try:
+            record_stage(run_dir, stage, "failed", time.perf_counter() - start, counts,
+                         error=f"{type(exc).__name__}: {exc}")
+        except OSError:
+            pass  # a full disk or read-only folder cannot take the record either: the stage's own error says why
         raise
     record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
 
