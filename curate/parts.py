@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +169,65 @@ def with_part_metadata(table: pa.Table, lineage_record: Optional[dict]) -> pa.Ta
 
 
 TEMP_PREFIX = ".tmp-"  # every temporary file or folder fairsift makes in a run folder starts with this
+HOST_TAG = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+_TEMP_OWNER = re.compile(r"^\.tmp-(\d+)\.([0-9a-f]{8})-")
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A hidden temporary name beside `path` that says which process writes it (`.tmp-<pid>.<host>-<id>-<name>`),
+    so a later run can tell the debris of a killed writer from a file that a live process is writing."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}.{HOST_TAG}-{uuid.uuid4().hex[:12]}-{path.name}")
+
+
+def _writer_is_dead(name: str) -> bool:
+    match = _TEMP_OWNER.match(name)
+    if match is None or match.group(2) != HOST_TAG:
+        return False  # not ours to judge: another tool's name, or a writer on another machine
+    return not _process_running(int(match.group(1)))
+
+
+def _process_running(pid: int) -> bool:
+    """Is the process alive (a zombie, killed but not yet reaped by its parent, is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # no /proc (not Linux): ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_writers_temp_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Remove temporary files and folders (anywhere under `folder`) whose writing process has died, e.g. by kill -9,
+    which skips every cleanup. Safe while other processes write in the same run folder: a live writer's files, and
+    names that do not say their writer, are left alone (a stage's plan_tasks clears those in its output folders)."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    entries = folder.rglob(f"{TEMP_PREFIX}*") if recursive else folder.glob(f"{TEMP_PREFIX}*")
+    for entry in sorted(entries):
+        if not _writer_is_dead(entry.name):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue  # gone meanwhile, or a read-only folder: nothing to clean there
+    return removed
 
 
 class PartWriteError(OSError):
@@ -180,7 +241,7 @@ def atomic_write(table: pa.Table, path: str | os.PathLike, lineage_record: Optio
     """Write a part under a hidden temporary name in its folder, then rename: a part file that exists is complete.
     The footer gets the part's content digest and, when given, its lineage."""
     path = Path(path)
-    tmp = path.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     table = with_part_metadata(table, lineage_record)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

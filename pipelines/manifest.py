@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from curate import parts
 from curate.versions import package_versions
 
 MANIFEST = "manifest.json"
@@ -27,11 +28,11 @@ def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
     """Write manifest.json atomically (temporary name + rename). A full disk or a read-only folder raises an OSError
     naming manifest.json, and leaves neither a temporary file nor a damaged manifest behind."""
     path = Path(run_dir) / MANIFEST
-    tmp = path.with_name(f"{_TMP_PREFIX}{os.getpid()}-{MANIFEST}")
+    tmp = parts.temp_path(path)
     text = json.dumps(manifest, indent=2, default=str, sort_keys=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_writers_temp_files(path.parent)
+        parts.remove_dead_writers_temp_files(path.parent, recursive=False)  # a manifest save that was killed
         tmp.write_text(text)
         os.replace(tmp, path)
     except OSError as exc:
@@ -42,28 +43,6 @@ def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-
-
-_TMP_PREFIX = ".tmp-"
-
-
-def _remove_dead_writers_temp_files(folder: Path) -> None:
-    """Temporary manifests of processes that no longer run (killed while saving): the pid is in the name, so a
-    manifest being saved right now by another live process is never touched."""
-    for tmp in folder.glob(f"{_TMP_PREFIX}*-{MANIFEST}"):
-        pid = tmp.name[len(_TMP_PREFIX):-len(MANIFEST) - 1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
@@ -96,7 +75,11 @@ def record_stage(run_dir: str | os.PathLike, stage: str, status: str, seconds: f
 
 @contextmanager
 def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
-    """Record a stage's status, timing and counts; the body fills the yielded dict with counts."""
+    """Record a stage's status, timing and counts; the body fills the yielded dict with counts.
+
+    First, the temporary files of writers that died (a stage killed with kill -9 earlier) are removed from the run
+    folder: a resumed stage leaves the folder as clean as an uninterrupted one."""
+    parts.remove_dead_writers_temp_files(run_dir)
     counts: dict = {}
     start = time.perf_counter()
     try:

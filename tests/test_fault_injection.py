@@ -165,12 +165,37 @@ def test_manifest_on_a_full_disk_names_itself_and_leaves_no_temp_file(tmp_path):
         assert json.loads((mnt / "manifest.json").read_text()) == {"stages": {}}
 
 
+def _dead_pid() -> int:
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+
+
 def test_a_killed_manifest_save_is_cleaned_up_by_the_next(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / f".tmp-{int(dead.stdout)}-manifest.json").write_text("{half")
-    (tmp_path / f".tmp-{os.getppid()}-manifest.json").write_text("{}")  # a live writer's: left alone
+    dead, live = _dead_pid(), os.getppid()
+    (tmp_path / f".tmp-{dead}.{parts.HOST_TAG}-0a1b-manifest.json").write_text("{half")
+    (tmp_path / f".tmp-{live}.{parts.HOST_TAG}-0a1b-manifest.json").write_text("{}")  # a live writer's: left alone
     manifest.save(tmp_path, {"stages": {}})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".tmp-{os.getppid()}-manifest.json", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".tmp-{live}.{parts.HOST_TAG}-0a1b-manifest.json",
+                                                         "manifest.json"]
+
+
+def test_a_stage_starts_by_removing_what_killed_writers_left_anywhere_in_the_run(tmp_path):
+    """Whatever a stage's code does, its parts and the manifest are written under names that say their writer:
+    the next stage command removes a dead writer's files (kill -9 skips every cleanup) and never a live one's."""
+    dead, live = _dead_pid(), os.getppid()
+    run = tmp_path / "run"
+    (run / "signals" / "clip").mkdir(parents=True)
+    dead_files = [run / f".tmp-{dead}.{parts.HOST_TAG}-1-decisions.parquet",
+                  run / "signals" / "clip" / f".tmp-{dead}.{parts.HOST_TAG}-2-part-00000.parquet"]
+    kept = [run / "signals" / "clip" / f".tmp-{live}.{parts.HOST_TAG}-3-part-00001.parquet",  # being written
+            run / "signals" / "clip" / f".tmp-{dead}.0000beef-4-part-00002.parquet",  # another machine's writer
+            run / ".tmp-download-x1y2"]  # says nothing of its writer
+    for path in dead_files + kept:
+        path.write_bytes(b"half")
+    with manifest.stage_timer(run, "score"):
+        assert not any(p.exists() for p in dead_files)
+        assert all(p.exists() for p in kept)
+    assert parts.temp_path(run / "x.parquet").name.startswith(f".tmp-{os.getpid()}.{parts.HOST_TAG}-")
 
 
 def test_a_stage_whose_failure_cannot_be_recorded_still_reports_its_own_error(tmp_path):
