@@ -29,9 +29,10 @@ import os
 import re
 import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -178,6 +179,20 @@ def temp_path(path: str | os.PathLike) -> Path:
     so a later run can tell the debris of a killed writer from a file that a live process is writing."""
     path = Path(path)
     return path.with_name(f"{TEMP_PREFIX}{os.getpid()}.{HOST_TAG}-{uuid.uuid4().hex[:12]}-{path.name}")
+
+
+@contextmanager
+def temp_dir(parent: str | os.PathLike, name: str = "work") -> Iterator[Path]:
+    """A hidden scratch folder in `parent` (e.g. a download's img2dataset output), removed on exit; named like
+    temp_path, so if the process is killed the next stage command removes it (remove_dead_writers_temp_files)."""
+    import shutil
+
+    folder = temp_path(Path(parent) / name)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _writer_is_dead(name: str) -> bool:

@@ -11,17 +11,20 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 STAGES = ("download", "dedup", "score", "filter", "export", "audit")
 # the folders (or files) each stage writes, for "how far had it got when it was killed"
+RUN_TARGET = "run"  # `fairsift run CONFIG`: the whole pipeline killed and resumed as one command
 STAGE_OUTPUTS = {
     "download": ("shards",), "dedup": ("signals/phash", "signals/dedup"),
     "score": ("signals/clip", "signals/embeddings"), "filter": ("decisions.parquet", "signals/lang"),
     "export": ("corpus", "corpus_webdataset"), "audit": ("audit", "signals/groups"),
 }
+STAGE_OUTPUTS[RUN_TARGET] = ("pairs",) + tuple(rel for outputs in STAGE_OUTPUTS.values() for rel in outputs)
 # manifest counts that describe what one invocation did rather than the table it left (a resumed run skips parts)
 VOLATILE_COUNT = re.compile(r"parts_|skipped|written|rebuilt|redone|resumed|todo|reused|cached|seconds|elapsed")
 
@@ -126,9 +129,10 @@ def compare_table(name: str, ref: pa.Table, got: pa.Table) -> list[str]:
     return problems
 
 
-def compare_runs(ref_dir: Path, got_dir: Path, stages: tuple[str, ...]) -> list[str]:
+def compare_runs(ref_dir: Path, got_dir: Path, stages: Optional[tuple[str, ...]]) -> list[str]:
     """Everything that differs between a resumed run folder and the clean one: tables (sorted by uid, image bytes
-    included), other files byte for byte, temp files, and the manifest entries of `stages`."""
+    included), other files byte for byte, temp files, and the manifest entries of `stages` (None: every stage the
+    clean run's manifest has)."""
     problems: list[str] = []
     ref_groups, got_groups = table_groups(ref_dir), table_groups(got_dir)
     for name in sorted(set(ref_groups) | set(got_groups)):
@@ -180,14 +184,14 @@ def stable_counts(counts) -> object:
     return counts
 
 
-def compare_manifests(ref_dir: Path, got_dir: Path, stages: tuple[str, ...]) -> list[str]:
+def compare_manifests(ref_dir: Path, got_dir: Path, stages: Optional[tuple[str, ...]]) -> list[str]:
     problems = []
     try:
         ref = json.loads((ref_dir / "manifest.json").read_text())
         got = json.loads((got_dir / "manifest.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         return [f"manifest.json unreadable: {exc}"]
-    for stage in stages:
+    for stage in stages if stages is not None else tuple(ref.get("stages", {})):
         entry = got.get("stages", {}).get(stage)
         ref_entry = ref.get("stages", {}).get(stage, {})
         if not entry:

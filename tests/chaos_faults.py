@@ -22,7 +22,7 @@ from tests.chaos_compare import (
     temp_entries,
     tree_snapshot,
 )
-from tests.chaos_harness import Reference, child_env, run_cli, stage_command
+from tests.chaos_harness import Reference, child_env, run_cli
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -179,7 +179,7 @@ def disk_full_tmpfs(stage: str, ref: Reference, fraction: float = 0.5, engine: s
         result.run_dir = run
         snap = tree_snapshot(run)
         result.parts_before = len(table_groups_parts(run))
-        result.proc = run_cli(stage_command(stage, run, engine), timeout=timeout)
+        result.proc = run_cli(ref.command(stage, run, engine), timeout=timeout)
         result.parts_after = len(table_groups_parts(run))
         result.problems = clear_error_problems(result.proc, str(mnt), ("no space left", "disk full", "ENOSPC")) \
             + _left_behind_problems(run, snap, ref.after[stage])
@@ -204,7 +204,7 @@ def disk_full_rlimit(stage: str, ref: Reference, work: Path, engine: str = "loca
     result.run_dir = run
     snap = tree_snapshot(run)
     result.parts_before = len(table_groups_parts(run))
-    result.proc = run_cli(stage_command(stage, run, engine), timeout=timeout, preexec_fn=file_size_limit(limit))
+    result.proc = run_cli(ref.command(stage, run, engine), timeout=timeout, preexec_fn=file_size_limit(limit))
     result.parts_after = len(table_groups_parts(run))
     result.problems = clear_error_problems(result.proc, str(run), ("file too large", "EFBIG", "no space left")) \
         + _left_behind_problems(run, snap, ref.after[stage])
@@ -235,12 +235,12 @@ def read_only_run(stage: str, ref: Reference, work: Path, how: str, engine: str 
     run = copy_run(ref.before[stage], base / "run")
     result.run_dir = run
     env = None
-    cmd = stage_command(stage, run, engine)
+    cmd = ref.command(stage, run, engine)
     try:
         if how == "bind":
             snap = tree_snapshot(run)
             with read_only_bind(run) as ro:
-                cmd = stage_command(stage, ro, engine)
+                cmd = ref.command(stage, ro, engine)
                 result.proc = run_cli(cmd, timeout=timeout)
                 hint = str(ro)
         else:

@@ -36,6 +36,7 @@ import pyarrow as pa
 from PIL import Image
 
 from tests.chaos_compare import (
+    RUN_TARGET,
     STAGES,
     compare_runs,
     copy_run,
@@ -44,7 +45,7 @@ from tests.chaos_compare import (
     temp_entries,
 )
 
-__all__ = ["STAGES", "Reference", "StageChaos", "build_reference", "build_sample", "chaos_stage", "make_site",
+__all__ = ["RUN_TARGET", "STAGES", "Reference", "StageChaos", "build_reference", "build_sample", "chaos_stage", "make_site",
            "stage_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,11 +127,39 @@ def write_pairs(run_dir: Path, base_url: str, entries: list[tuple[str, str]], n_
 
 
 def build_sample(work: Path, base_url: str, site_dir: Path, *, n_parts: int, seed: int) -> Sample:
-    """pairs/ for the site already built in site_dir (served at base_url)."""
+    """pairs/ for the site already built in site_dir (served at base_url), and a `fairsift run` config that ingests
+    the same pairs from a CSV list (for the whole-pipeline target "run")."""
     entries = build_site_entries(site_dir)
     pairs_dir = work / "pairs_only"
     sizes = write_pairs(pairs_dir, base_url, entries, n_parts, seed)
+    write_run_config(work / "run_config", base_url, entries, n_parts, seed)
     return Sample(site_dir=site_dir, pairs_dir=pairs_dir, part_sizes=sizes, n_rows=len(entries))
+
+
+def write_run_config(folder: Path, base_url: str, entries: list[tuple[str, str]], n_parts: int, seed: int) -> Path:
+    """config.yaml for `fairsift run`: ingest list.csv in n_parts parts, then every stage with the CI settings."""
+    import csv
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = list(entries)
+    random.Random(seed).shuffle(entries)
+    with open(folder / "list.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["url", "caption"])
+        writer.writerows([f"{base_url}/{path}", caption] for path, caption in entries)
+    config = {
+        "name": "chaos", "allow_private_network": True,
+        "ingest": {"path": "list.csv", "rows_per_part": -(-len(entries) // n_parts)},
+        "download": {"image_size": 64, "threads": 4, "timeout": 5, "processes": 1},
+        "score": {"model": "tiny-test", "pretrained": None, "device": "cpu", "batch_size": 8, "workers": 0},
+        "export": {"webdataset": True},
+        "audit": {"enabled": True, "n_boot": 50, "min_count": 3, "seed": 0},
+    }
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def build_site_entries(site_dir: Path) -> list[tuple[str, str]]:
@@ -144,8 +173,13 @@ def make_site(site_dir: Path, n_images: int) -> None:
 
 # ---------------------------------------------------------------- running a stage through the CLI
 
-def stage_command(stage: str, run_dir: Path, engine: str = "local") -> list[str]:
-    """The public command of each stage, with settings small enough for CI (tiny test model, few bootstraps)."""
+def stage_command(stage: str, run_dir: Path, engine: str = "local", config: Optional[Path] = None) -> list[str]:
+    """The public command of each stage, with settings small enough for CI (tiny test model, few bootstraps);
+    for the target "run", `fairsift run CONFIG --run RUN`."""
+    if stage == RUN_TARGET:
+        if config is None:
+            raise ValueError("the run target needs the config written by build_sample")
+        return [sys.executable, "-m", "pipelines.cli", "run", str(config), "--run", str(run_dir), "--engine", engine]
     base = [sys.executable, "-m", "pipelines.cli", stage, str(run_dir)]
     extra = {
         "download": ["--image-size", "64", "--threads", "4", "--timeout", "5", "--processes", "1",
@@ -211,43 +245,56 @@ class Reference:
     after: dict[str, Path] = field(default_factory=dict)  # stage -> run folder after it ran
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time of the clean run
     first_output: dict[str, float] = field(default_factory=dict)  # stage -> when its first output file appeared
+    config: Optional[Path] = None  # the `fairsift run` config of the target "run"
+
+    def command(self, stage: str, run_dir: Path, engine: str = "local") -> list[str]:
+        return stage_command(stage, run_dir, engine, self.config)
 
 
 def build_reference(work: Path, pairs_dir: Path, stages: tuple[str, ...], engine: str = "local",
                     timeout: float = 900) -> Reference:
     """Run the chain up to the last of `stages` uninterrupted, keeping the folder before and after each stage, and
-    when each stage's outputs began to appear (the kill points are drawn around its working time)."""
-    last = max(STAGES.index(s) for s in stages)
-    ref = Reference()
+    when each stage's outputs began to appear (the kill points are drawn around its working time). The target
+    "run" is `fairsift run` of the config beside pairs_dir, from an empty run folder."""
+    ref = Reference(config=work / "run_config" / "config.yaml")
+    chain = [s for s in stages if s in STAGES]
     current = pairs_dir
-    for stage in STAGES[: last + 1]:
-        ref.before[stage] = current
-        after = copy_run(current, work / f"clean_{stage}")
-        start = time.perf_counter()
-        token = uuid.uuid4().hex
-        with tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(stage_command(stage, after, engine), env=child_env(token), cwd=ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-            first = None
-            try:
-                parts_before = output_part_count(after, stage)
-                while proc.poll() is None:
-                    if first is None and output_part_count(after, stage) > parts_before:
-                        first = time.perf_counter() - start
-                    if time.perf_counter() - start > timeout:
-                        raise TimeoutError(f"clean `{stage}` ran over {timeout}s")
-                    time.sleep(0.01)
-            finally:
-                kill_group(proc, token)
-            err.seek(0)
-            stderr = err.read().decode(errors="replace")
-        ref.seconds[stage] = time.perf_counter() - start
-        ref.first_output[stage] = first if first is not None else 0.5 * ref.seconds[stage]
-        if proc.returncode != 0:
-            raise RuntimeError(f"clean `{stage}` failed ({proc.returncode}):\n{stderr[-4000:]}")
-        ref.after[stage] = after
-        current = after
+    for stage in STAGES[: max(STAGES.index(s) for s in chain) + 1] if chain else ():
+        _clean_run(ref, stage, current, work / f"clean_{stage}", engine, timeout)
+        current = ref.after[stage]
+    if RUN_TARGET in stages:
+        empty = work / "empty_run"
+        empty.mkdir(exist_ok=True)
+        _clean_run(ref, RUN_TARGET, empty, work / "clean_run", engine, timeout)
     return ref
+
+
+def _clean_run(ref: Reference, stage: str, before: Path, after: Path, engine: str, timeout: float) -> None:
+    ref.before[stage] = before
+    after = copy_run(before, after)
+    start = time.perf_counter()
+    token = uuid.uuid4().hex
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(ref.command(stage, after, engine), env=child_env(token), cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        first = None
+        try:
+            parts_before = output_part_count(after, stage)
+            while proc.poll() is None:
+                if first is None and output_part_count(after, stage) > parts_before:
+                    first = time.perf_counter() - start
+                if time.perf_counter() - start > timeout:
+                    raise TimeoutError(f"clean `{stage}` ran over {timeout}s")
+                time.sleep(0.01)
+        finally:
+            kill_group(proc, token)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    ref.seconds[stage] = time.perf_counter() - start
+    ref.first_output[stage] = first if first is not None else 0.5 * ref.seconds[stage]
+    if proc.returncode != 0:
+        raise RuntimeError(f"clean `{stage}` failed ({proc.returncode}):\n{stderr[-4000:]}")
+    ref.after[stage] = after
 
 
 # ---------------------------------------------------------------- kill -9 at random points
@@ -361,7 +408,7 @@ def chaos_stage(stage: str, ref: Reference, work: Path, *, kills: int, seed: int
         while True:
             attempts_this_round += 1
             kill = killed_this_round < planned and attempts_this_round <= planned * 4
-            attempt = _attempt(stage, run_dir, rng, ref.first_output[stage], clean_seconds, kill=kill,
+            attempt = _attempt(ref, stage, run_dir, rng, ref.first_output[stage], clean_seconds, kill=kill,
                                engine=engine, timeout=timeout)
             result.attempts.append(attempt)
             if attempt.kind == "killed":
@@ -384,7 +431,7 @@ def chaos_stage(stage: str, ref: Reference, work: Path, *, kills: int, seed: int
                                        "stage")
             break
         rounds_without_kill = rounds_without_kill + 1 if killed_this_round == 0 else 0
-        problems = compare_runs(ref.after[stage], run_dir, (stage,))
+        problems = compare_runs(ref.after[stage], run_dir, None if stage == RUN_TARGET else (stage,))
         result.leftover_temp += len(temp_entries(run_dir))
         if problems:
             result.problems += [f"round {result.rounds}: {p}" for p in problems]
@@ -397,7 +444,8 @@ def chaos_stage(stage: str, ref: Reference, work: Path, *, kills: int, seed: int
     return result
 
 
-def _attempt(stage: str, run_dir: Path, rng: random.Random, first_output: float, clean_seconds: float, *,
+def _attempt(ref: Reference, stage: str, run_dir: Path, rng: random.Random, first_output: float,
+             clean_seconds: float, *,
              kill: bool, engine: str, timeout: float) -> Attempt:
     mode = rng.choice(KILL_MODES)
     # a random point: one in four during start-up and planning, the others while parts are being written (from a
@@ -407,7 +455,7 @@ def _attempt(stage: str, run_dir: Path, rng: random.Random, first_output: float,
     else:
         delay = rng.uniform(0.8 * first_output, 1.05 * clean_seconds)
     token = uuid.uuid4().hex
-    cmd = stage_command(stage, run_dir, engine)
+    cmd = ref.command(stage, run_dir, engine)
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, env=child_env(token), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,

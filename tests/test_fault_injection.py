@@ -196,6 +196,10 @@ def test_a_stage_starts_by_removing_what_killed_writers_left_anywhere_in_the_run
         assert not any(p.exists() for p in dead_files)
         assert all(p.exists() for p in kept)
     assert parts.temp_path(run / "x.parquet").name.startswith(f".tmp-{os.getpid()}.{parts.HOST_TAG}-")
+    with parts.temp_dir(run / "shards", "download") as scratch:
+        assert scratch.is_dir() and scratch.name.startswith(f".tmp-{os.getpid()}.{parts.HOST_TAG}-")
+        assert scratch.name.endswith("-download")
+    assert not scratch.exists()
 
 
 def test_a_stage_whose_failure_cannot_be_recorded_still_reports_its_own_error(tmp_path):
