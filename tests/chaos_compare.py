@@ -33,17 +33,17 @@ def temp_entries(run_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(run_dir)) for p in Path(run_dir).rglob(".tmp*"))
 
 
-def stage_temp_entries(run_dir: Path, stage: str) -> bool:
-    """Is a temporary file in the run folder or the stage's output folders right now? (cheap enough to poll)"""
+def stage_temp_entries(run_dir: Path, stage: str) -> set[str]:
+    """The temporary files in the run folder and the stage's output folders right now (cheap enough to poll)."""
+    found = set()
     for folder in {Path(run_dir)} | {(Path(run_dir) / rel).parent if rel.endswith(".parquet") else Path(run_dir) / rel
                                      for rel in STAGE_OUTPUTS[stage]}:
         try:
             with os.scandir(folder) as it:
-                if any(e.name.startswith(".tmp") for e in it):
-                    return True
+                found.update(e.path for e in it if e.name.startswith(".tmp"))
         except OSError:
             continue
-    return False
+    return found
 
 
 def output_part_count(run_dir: Path, stage: str) -> int:

@@ -341,6 +341,7 @@ def _wait_for_kill_point(proc: subprocess.Popen, run_dir: Path, stage: str, mode
     itself for `random`): a part write or a new part that never comes still gets its kill."""
     start = time.perf_counter()
     parts_before = output_part_count(run_dir, stage)
+    temp_before = stage_temp_entries(run_dir, stage)  # a killed attempt's debris is not a write in progress
     interval = 0.002 if mode == "in_write" else 0.01
     while True:
         if proc.poll() is not None:
@@ -348,7 +349,7 @@ def _wait_for_kill_point(proc: subprocess.Popen, run_dir: Path, stage: str, mode
         now = time.perf_counter()
         if now - start >= delay or now >= deadline:
             return True
-        if mode == "in_write" and stage_temp_entries(run_dir, stage):
+        if mode == "in_write" and stage_temp_entries(run_dir, stage) - temp_before:
             return True
         if mode == "after_part" and output_part_count(run_dir, stage) > parts_before:
             return True
