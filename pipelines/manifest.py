@@ -46,6 +46,10 @@ def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
 
 
 def update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields. `fairsift run` calls this once as it starts, before any stage, so it is also where the
+    temporary files of writers that died (a run killed with kill -9) are removed, as stage_timer does for the stage
+    commands."""
+    parts.remove_dead_writers_temp_files(run_dir)
     manifest = load(run_dir)
     manifest.update(fields)
     manifest.setdefault("versions", package_versions())

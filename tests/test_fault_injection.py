@@ -196,6 +196,12 @@ def test_a_stage_starts_by_removing_what_killed_writers_left_anywhere_in_the_run
         assert not any(p.exists() for p in dead_files)
         assert all(p.exists() for p in kept)
     assert parts.temp_path(run / "x.parquet").name.startswith(f".tmp-{os.getpid()}.{parts.HOST_TAG}-")
+    # `fairsift run` does not go through stage_timer: it starts with manifest.update, which sweeps the same way
+    again = run / "pairs" / f".tmp-{dead}.{parts.HOST_TAG}-5-part-00000.parquet"
+    again.parent.mkdir()
+    again.write_bytes(b"half")
+    manifest.update(run, config={})
+    assert not again.exists() and all(p.exists() for p in kept)
     with parts.temp_dir(run / "shards", "download") as scratch:
         assert scratch.is_dir() and scratch.name.startswith(f".tmp-{os.getpid()}.{parts.HOST_TAG}-")
         assert scratch.name.endswith("-download")
