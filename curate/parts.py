@@ -26,10 +26,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -166,15 +169,97 @@ def with_part_metadata(table: pa.Table, lineage_record: Optional[dict]) -> pa.Ta
     return table.replace_schema_metadata(meta)
 
 
+TEMP_PREFIX = ".tmp-"  # every temporary file or folder fairsift makes in a run folder starts with this
+HOST_TAG = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+_TEMP_OWNER = re.compile(r"^\.tmp-(\d+)\.([0-9a-f]{8})-")
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A hidden temporary name beside `path` that says which process writes it (`.tmp-<pid>.<host>-<id>-<name>`),
+    so a later run can tell the debris of a killed writer from a file that a live process is writing."""
+    path = Path(path)
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}.{HOST_TAG}-{uuid.uuid4().hex[:12]}-{path.name}")
+
+
+@contextmanager
+def temp_dir(parent: str | os.PathLike, name: str = "work") -> Iterator[Path]:
+    """A hidden scratch folder in `parent` (e.g. a download's img2dataset output), removed on exit; named like
+    temp_path, so if the process is killed the next stage command removes it (remove_dead_writers_temp_files)."""
+    import shutil
+
+    folder = temp_path(Path(parent) / name)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _writer_is_dead(name: str) -> bool:
+    match = _TEMP_OWNER.match(name)
+    if match is None or match.group(2) != HOST_TAG:
+        return False  # not ours to judge: another tool's name, or a writer on another machine
+    return not _process_running(int(match.group(1)))
+
+
+def _process_running(pid: int) -> bool:
+    """Is the process alive (a zombie, killed but not yet reaped by its parent, is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass  # no /proc (not Linux): ask the kernel
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_writers_temp_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Remove temporary files and folders (anywhere under `folder`) whose writing process has died, e.g. by kill -9,
+    which skips every cleanup. Safe while other processes write in the same run folder: a live writer's files, and
+    names that do not say their writer, are left alone (a stage's plan_tasks clears those in its output folders)."""
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    entries = folder.rglob(f"{TEMP_PREFIX}*") if recursive else folder.glob(f"{TEMP_PREFIX}*")
+    for entry in sorted(entries):
+        if not _writer_is_dead(entry.name):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            continue  # gone meanwhile, or a read-only folder: nothing to clean there
+    return removed
+
+
+class PartWriteError(OSError):
+    """A part could not be written (disk full, file too large, read-only folder, permission denied). The message
+    names the part and the cause; errno and filename are the underlying error's, so callers can still tell them
+    apart. Nothing is left behind: the temporary file is removed and an existing part of that name is untouched."""
+
+
 def atomic_write(table: pa.Table, path: str | os.PathLike, lineage_record: Optional[dict] = None,
                  **parquet_kwargs) -> Path:
     """Write a part under a hidden temporary name in its folder, then rename: a part file that exists is complete.
     The footer gets the part's content digest and, when given, its lineage."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     table = with_part_metadata(table, lineage_record)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         compression = parquet_kwargs.pop("compression", "zstd")
         if table.num_rows == 0:
             # no row group at all: pq.write_table would write one of 0 rows, which Hugging Face `datasets` refuses
@@ -182,10 +267,47 @@ def atomic_write(table: pa.Table, path: str | os.PathLike, lineage_record: Optio
         else:
             pq.write_table(table, tmp, compression=compression, **parquet_kwargs)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise PartWriteError(exc.errno, f"cannot write {path}: {_os_error_reason(exc)}", str(path)) from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder, where the temporary file could not be made either
     return path
+
+
+def _os_error_reason(exc: OSError) -> str:
+    """The cause in words: Arrow's messages wrap the OS's ("Error writing bytes to file. Detail: [errno 28] ...")."""
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc)
+
+
+def remove_temp_files(folder: str | os.PathLike, names: Optional[Iterable[str]] = None) -> list[Path]:
+    """Remove the temporary files and folders that a killed writer left in a folder (kill -9 skips every cleanup);
+    with `names`, only the temporary files of those outputs (`.tmp-<id>-<name>`).
+
+    Called when a stage plans its work, before any of its parts runs: a run folder has one writer per output folder
+    at a time, so a temporary name found then belongs to a run that died."""
+    import shutil
+
+    folder = Path(folder)
+    removed = []
+    suffixes = tuple(f"-{n}" for n in names) if names is not None else None
+    if folder.is_dir():
+        for entry in sorted(folder.glob(f"{TEMP_PREFIX}*")):
+            if suffixes is not None and not entry.name.endswith(suffixes):
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed.append(entry)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 @dataclass(frozen=True)
@@ -232,10 +354,13 @@ def plan_tasks(stage: str, run_dir: str | os.PathLike, items: Sequence[tuple[str
                ) -> tuple[list[PartTask], list[PartTask]]:
     """Tasks for (name, input paths, output paths) items, split into (to do, current).
 
+    Temporary files left in the output folders by a killed run are removed first (`remove_temp_files`).
+
     `extra_inputs` (e.g. {"global": digest of a global step's result}) join every task's lineage.
     """
     run_dir = Path(run_dir)
     todo, current = [], []
+    _remove_debris(run_dir, [rel for _, _, outputs in items for rel in outputs])
     for name, inputs, outputs in items:
         digests = {rel: part_digest(run_dir / rel) for rel in inputs}
         digests.update(extra_inputs or {})
@@ -243,6 +368,17 @@ def plan_tasks(stage: str, run_dir: str | os.PathLike, items: Sequence[tuple[str
                         lineage=lineage(stage, digests, options), settings=dict(settings or {}))
         (current if task.is_current() else todo).append(task)
     return todo, current
+
+
+def _remove_debris(run_dir: Path, outputs: Sequence[str]) -> None:
+    """Temporary files of a killed run of this stage: everything temporary in its output folders, but in the run
+    folder itself (shared by every stage and the manifest) only the temporary files of its own outputs."""
+    by_folder: dict[Path, set[str]] = {}
+    for rel in outputs:
+        path = run_dir / rel
+        by_folder.setdefault(path.parent, set()).add(path.name)
+    for folder, names in sorted(by_folder.items()):
+        remove_temp_files(folder, names if folder.resolve() == run_dir.resolve() else None)
 
 
 def remove_stale_outputs(folder: str | os.PathLike, keep: Iterable[str]) -> list[Path]:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from curate import parts
 from curate.versions import package_versions
 
 MANIFEST = "manifest.json"
@@ -26,14 +27,31 @@ def load(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def save(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
+    """Write manifest.json atomically (temporary name + rename). A full disk or a read-only folder raises an OSError
+    naming manifest.json, and leaves neither a temporary file nor a damaged manifest behind."""
     path = Path(run_dir) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{MANIFEST}")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str, sort_keys=False))
-    os.replace(tmp, path)
+    tmp = parts.temp_path(path)
+    text = json.dumps(manifest, indent=2, default=str, sort_keys=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parts.remove_dead_writers_temp_files(path.parent, recursive=False)  # a manifest save that was killed
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno is not None else str(exc)
+        raise OSError(exc.errno, f"cannot write {path}: {reason}", str(path)) from exc
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def update(run_dir: str | os.PathLike, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields. `fairsift run` calls this once as it starts, before any stage, so it is also where the
+    temporary files of writers that died (a run killed with kill -9) are removed, as stage_timer does for the stage
+    commands."""
+    parts.remove_dead_writers_temp_files(run_dir)
     manifest = load(run_dir)
     manifest.update(fields)
     manifest.setdefault("versions", package_versions())
@@ -83,13 +101,20 @@ def record_failure(run_dir: str | os.PathLike, stage: str, seconds: float, exc: 
 
 @contextmanager
 def stage_timer(run_dir: str | os.PathLike, stage: str) -> Iterator[dict]:
-    """Record a stage's status, timing and counts; the body fills the yielded dict with counts."""
+    """Record a stage's status, timing and counts; the body fills the yielded dict with counts.
+
+    First, the temporary files of writers that died (a stage killed with kill -9 earlier) are removed from the run
+    folder: a resumed stage leaves the folder as clean as an uninterrupted one."""
+    parts.remove_dead_writers_temp_files(run_dir)
     counts: dict = {}
     start = time.perf_counter()
     try:
         yield counts
     except BaseException as exc:
-        record_failure(run_dir, stage, time.perf_counter() - start, exc, counts)
+        try:
+            record_failure(run_dir, stage, time.perf_counter() - start, exc, counts)
+        except OSError:
+            pass  # a full disk or read-only folder cannot take the record either: the stage's own error says why
         raise
     record_stage(run_dir, stage, "done", time.perf_counter() - start, counts)
 
