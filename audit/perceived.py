@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.parts import temp_path
 from audit.prompts import load_prompt_file
 from audit.probes.zero_shot import (
     ZeroShotClasses,
@@ -149,7 +150,7 @@ def build_perceived_signals(run_dir: Union[str, os.PathLike], model: ModelSpec =
 def _write_prompts(run_dir: Path, prompts: dict) -> None:
     path = run_dir / "audit" / PROMPTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(prompts, indent=2, ensure_ascii=False))
     os.replace(tmp, path)
 

@@ -232,5 +232,8 @@ def run_audit(run_dir: str | os.PathLike, options: AuditOptions | None = None, *
 def _summary(value) -> object:
     """A stage's count dict flattened to one line for the manifest's nested signals entry."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items() if not isinstance(v, (dict, list)))
+        # what one invocation did (parts computed now) is not a fact of the table: left out, so a resumed audit
+        # records the same line as an uninterrupted one
+        return ", ".join(f"{k}={v}" for k, v in value.items()
+                         if not isinstance(v, (dict, list)) and not k.startswith("parts_"))
     return value

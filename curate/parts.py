@@ -86,13 +86,42 @@ class _HashSink:
         return True
 
 
+DIGEST_WINDOW_ROWS = 8192  # rows hashed per IPC batch: fixed windows, so the digest ignores how memory is chunked
+
+
+def _canonical_type(dtype: pa.DataType) -> pa.DataType:
+    """The type with list items named "item" at every depth (Parquet reads them back as "element")."""
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+        item = pa.field("item", _canonical_type(dtype.value_type), nullable=dtype.value_field.nullable)
+        if pa.types.is_large_list(dtype):
+            return pa.large_list(item)
+        if pa.types.is_fixed_size_list(dtype):
+            return pa.list_(item, dtype.list_size)
+        return pa.list_(item)
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, _canonical_type(f.type), nullable=f.nullable) for f in dtype])
+    return dtype
+
+
+def _canonical(table: pa.Table) -> pa.Table:
+    schema = pa.schema([pa.field(f.name, _canonical_type(f.type), nullable=f.nullable) for f in table.schema])
+    # compared as text: pyarrow's schema equality ignores list item names
+    return table if str(schema) == str(table.schema) else table.cast(schema)
+
+
 def content_digest(table: pa.Table) -> str:
-    """Digest of a table's schema (without metadata) and rows, as Arrow IPC bytes."""
+    """Digest of a table's schema (without metadata) and rows, as Arrow IPC bytes of fixed windows of rows.
+
+    It depends on the rows only, not on how they sit in memory: a table sliced or chunked differently, or read back
+    from its Parquet file, gets the same digest (each window is combined into one chunk and the IPC writer writes
+    sliced buffers compactly; tests/test_fault_injection.py checks)."""
     sink = _HashSink()
-    schema = table.schema.remove_metadata()
-    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), schema) as writer:
-        for batch in table.replace_schema_metadata(None).to_batches():
-            writer.write_batch(batch)
+    table = _canonical(table.replace_schema_metadata(None))
+    with pa.ipc.new_stream(pa.PythonFile(sink, mode="w"), table.schema) as writer:
+        for start in range(0, table.num_rows, DIGEST_WINDOW_ROWS):
+            window = table.slice(start, DIGEST_WINDOW_ROWS).combine_chunks()
+            for batch in window.to_batches():
+                writer.write_batch(batch)
     return sink.hash.hexdigest()
 
 

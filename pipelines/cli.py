@@ -222,7 +222,6 @@ def score(
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
-    from pydantic import ValidationError
 
     from curate.options import ScoreOptions
     from curate.score.stage import score as score_stage
@@ -330,7 +329,7 @@ def run_cmd(
 
     try:
         run_pipeline(cfg, run_dir, force=tuple(force), from_stage=from_stage, dry_run=dry_run)
-    except (FileNotFoundError, ValueError, EngineError) as exc:
+    except (OSError, ValueError, EngineError) as exc:
         fail(str(exc))
 
 

@@ -56,7 +56,8 @@ def run_stage(run: Path, stage: str, fn: Callable[..., Optional[dict]], *args, j
             with manifest.stage_timer(run, stage) as counts:
                 result = call_stage(fn, *args, engine=stage_engine, **kwargs) or {}
                 counts.update(result)
-        except (MissingTableError, FileNotFoundError, ValueError) as exc:
+        except (MissingTableError, OSError, ValueError) as exc:
+            # OSError: a full disk or a read-only run folder; the message names the path (curate.parts)
             fail(str(exc))
     print_stage_summary(stage, counts, time.perf_counter() - start)
     return counts

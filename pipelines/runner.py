@@ -151,7 +151,10 @@ class Runner:
         try:
             counts = fn() or {}
         except BaseException as exc:
-            manifest.record_failure(self.run_dir, stage, time.perf_counter() - start, exc)
+            try:
+                manifest.record_failure(self.run_dir, stage, time.perf_counter() - start, exc)
+            except OSError:
+                pass  # a full disk or read-only folder cannot take the record either: the stage's own error says why
             raise
         manifest.record_stage(self.run_dir, stage, "done", time.perf_counter() - start, counts)
         data = manifest.load(self.run_dir)

@@ -26,7 +26,7 @@ STAGE_OUTPUTS = {
 }
 STAGE_OUTPUTS[RUN_TARGET] = ("pairs",) + tuple(rel for outputs in STAGE_OUTPUTS.values() for rel in outputs)
 # manifest counts that describe what one invocation did rather than the table it left (a resumed run skips parts)
-VOLATILE_COUNT = re.compile(r"parts_|skipped|written|rebuilt|redone|resumed|todo|reused|cached|seconds|elapsed")
+VOLATILE_COUNT = re.compile(r"parts_|skipped|written|rebuilt|redone|resumed|todo|reused|cached|seconds|elapsed|per_s$")
 
 def temp_entries(run_dir: Path) -> list[str]:
     """Temporary files or folders (a name starting with .tmp) anywhere in the run folder."""

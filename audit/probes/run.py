@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from curate.parts import temp_path
 from audit.frame import to_arrow
 from audit.prompts import load_prompt_file
 from audit.probes.association import association_rows
@@ -152,7 +153,7 @@ def run_probes(opts: ProbeOptions, out: Path) -> dict:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     os.replace(tmp, path)
 

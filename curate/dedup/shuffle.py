@@ -14,13 +14,13 @@ wrote them, and the result of a reduce task does not depend on how the rows were
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from curate.parts import temp_path
 
 _INT64 = np.dtype("<i8")
 # two fixed SipHash keys: pandas' hash_array is the same on every machine and in every process
@@ -64,7 +64,7 @@ def write(path: str | os.PathLike, table: pa.Table, partition: np.ndarray, n_par
     table = table.take(pa.array(order))
     bounds = np.searchsorted(partition[order], np.arange(n_partitions + 1))
     offsets = np.zeros(n_partitions + 1, dtype=_INT64)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as f:
             for p in np.flatnonzero(bounds[1:] > bounds[:-1]):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,7 +28,7 @@ import pyarrow.compute as pc
 
 from curate.export.corpus import ENCODE_FORMAT, part_number
 from curate.export.tars import samples, write_tar
-from curate.parts import PartTask
+from curate.parts import PartTask, temp_path
 
 # img2dataset's own metadata columns, in the order its downloader appends them after the input's columns
 IMG2DATASET_COLUMNS = ("caption", "url", "key", "status", "error_message", "width", "height", "original_width",
@@ -89,6 +88,6 @@ def expected_files(shards: list[str], output_format: str) -> set[str]:
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=4))
     os.replace(tmp, path)

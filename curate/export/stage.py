@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from curate.export.tars import samples, write_tar
 from curate.layout import IMG2DATASET_DIR, WEBDATASET_DIR
 from curate.options import ExportOptions
 from curate.parts import (
-    MapParts, PartTask, atomic_write, part_digest, plan_tasks, remove_stale_outputs, serial_map,
+    MapParts, PartTask, atomic_write, part_digest, plan_tasks, remove_stale_outputs, serial_map, temp_path,
 )
 
 CORPUS_VERSION = 2  # in every corpus part's lineage: a change of the corpus columns redoes old parts
@@ -218,7 +217,7 @@ def _img2dataset(run_dir: Path, corpus_parts: list[Path], options: ExportOptions
 
 def _write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name.lstrip('.')}")
+    tmp = temp_path(path)
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
 

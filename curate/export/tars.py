@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
+from curate.parts import temp_path
 
 
 def write_tar(samples: Iterable[dict], tar_path: Path) -> int:
@@ -16,7 +16,7 @@ def write_tar(samples: Iterable[dict], tar_path: Path) -> int:
     import webdataset as wds
 
     tar_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tar_path.with_name(f".tmp-{uuid.uuid4().hex}-{tar_path.name}")
+    tmp = temp_path(tar_path)
     n = 0
     try:
         with open(tmp, "wb") as f:

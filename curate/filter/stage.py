@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Annotated, Any, Optional, Union
 
@@ -236,7 +235,7 @@ def merge_decisions(run_dir: Path, part_paths: list[Path]) -> Path:
         pa.schema([("uid", pa.string()), ("kept", pa.bool_())])
     metadata = {parts.DIGEST_KEY: ("parts:" + parts.combined_digest(digests)).encode(),
                 parts.LINEAGE_KEY: json.dumps(lineage, sort_keys=True).encode()}
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+    tmp = parts.temp_path(target)
     try:
         with pq.ParquetWriter(tmp, schema.with_metadata(metadata), compression="zstd") as writer:
             for path in part_paths:

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,7 +29,7 @@ import pyarrow.parquet as pq
 
 from curate import tables
 from curate.layout import SEARCH_INDEX_DIR
-from curate.parts import part_digest
+from curate.parts import part_digest, temp_path
 
 MODALITIES = ("image", "text")
 EXACT_MAX_ROWS = 1_000_000
@@ -149,7 +148,7 @@ def load_or_build(run_dir: str | Path, modality: str = "image", factory: Optiona
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Optional, Sequence
 
 from tqdm import tqdm
 
+from curate.parts import PartWriteError
 from pipelines.engines.base import Engine, call
 
 _WORKER_STATE: dict = {}
@@ -54,7 +57,17 @@ class LocalEngine(Engine):
             return []
         if workers <= 1 or (resources or {}).get("num_gpus"):
             return self._in_process(fn, items, desc, setup)
-        return self._in_pool(fn, items, desc, setup, workers)
+        try:
+            return self._in_pool(fn, items, desc, setup, workers)
+        except (OSError, BrokenProcessPool) as exc:
+            if isinstance(exc, PartWriteError):
+                raise  # a part's own write failed: that is the error to report, not the pool's
+            # the pool could not start or lost its workers (no permission to start the interpreter again, a
+            # container without /dev/shm, a worker killed by the OOM killer): part functions are idempotent, so
+            # the parts run here instead, and say why
+            warnings.warn(f"the local engine's process pool failed ({type(exc).__name__}: {exc}); running the "
+                          f"{len(items)} parts in this process instead", RuntimeWarning, stacklevel=2)
+            return self._in_process(fn, items, desc, setup)
 
     @staticmethod
     def _in_process(fn: Callable, items: list, desc: str, setup: Optional[Callable]) -> list:
