@@ -52,10 +52,10 @@ def _files(run_dir: Path, rel: str) -> list[Path]:
     return []
 
 
-def input_digests(run_dir: Path, stage: str) -> dict[str, Optional[str]]:
+def input_digests(run_dir: Path, stage: str, inputs: Optional[tuple[str, ...]] = None) -> dict[str, Optional[str]]:
     """table -> combined digest of its files (None when absent), for the tables the stage reads."""
     digests: dict[str, Optional[str]] = {}
-    for rel in STAGE_INPUTS.get(stage, ()):
+    for rel in (inputs if inputs is not None else STAGE_INPUTS.get(stage, ())):
         if rel == "manifest_model":
             model = manifest.load(run_dir).get("model")
             digests[rel] = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()[:16] if model else None
@@ -85,9 +85,11 @@ class StagePlan:
     why: str
 
 
-def plan_stage(run_dir: Path, stage: str, options: Any, forced: bool) -> tuple[StagePlan, dict]:
-    """Would the stage run, and why; plus the record to store when it finishes."""
-    record = {"options": parts.canonical(options), "inputs": input_digests(run_dir, stage)}
+def plan_stage(run_dir: Path, stage: str, options: Any, forced: bool,
+               inputs: Optional[tuple[str, ...]] = None) -> tuple[StagePlan, dict]:
+    """Would the stage run, and why; plus the record to store when it finishes. `inputs` overrides the tables the
+    stage reads when they depend on its options (the filter reads signals/groups only for group parity)."""
+    record = {"options": parts.canonical(options), "inputs": input_digests(run_dir, stage, inputs)}
     previous = manifest.load(run_dir).get("stages", {}).get(stage, {})
     outputs = _outputs(run_dir, stage)
     if forced:
@@ -125,7 +127,22 @@ def call_stage(fn: Callable, *args, engine: Optional[Engine] = None, **kwargs):
     return fn(*args, **kwargs)
 
 
+def _producers() -> dict[str, str]:
+    """run-folder path -> the stage that writes it."""
+    return {rel: stage for stage, rels in STAGE_OUTPUTS.items() for rel in rels}
+
+
 class Runner:
+    def _upstream_that_would_run(self, stage: str, inputs: Optional[tuple[str, ...]] = None) -> Optional[str]:
+        """In a dry run: an earlier stage planned to run that writes one of this stage's inputs."""
+        producers = _producers()
+        running = {p.stage for p in self.plans[:-1] if p.action == "run"}
+        for table in (inputs if inputs is not None else STAGE_INPUTS.get(stage, ())):
+            producer = producers.get(TABLE_PATHS.get(table, table))
+            if producer in running:
+                return producer
+        return None
+
     def __init__(self, run_dir: Path, engine: Engine, *, force: tuple[str, ...] = (), dry_run: bool = False):
         self.run_dir = run_dir
         self.engine = engine
@@ -133,11 +150,15 @@ class Runner:
         self.dry_run = dry_run
         self.plans: list[StagePlan] = []
 
-    def stage(self, stage: str, fn: Callable[[], dict], options: Any) -> dict:
+    def stage(self, stage: str, fn: Callable[[], dict], options: Any, inputs: Optional[tuple[str, ...]] = None) -> dict:
         forced = stage in self.force
-        plan, record = plan_stage(self.run_dir, stage, options, forced)
+        plan, record = plan_stage(self.run_dir, stage, options, forced, inputs)
         self.plans.append(plan)
         if self.dry_run:
+            upstream = self._upstream_that_would_run(stage, inputs)
+            if plan.action == "skip" and upstream:
+                plan = StagePlan(stage, "run", f"{upstream} would run first and may change its inputs")
+                self.plans[-1] = plan
             console.print(f"{stage:<15} {plan.action:<5} {plan.why}", highlight=False, soft_wrap=True)
             return {}
         if plan.action == "skip":
@@ -160,7 +181,7 @@ class Runner:
         data = manifest.load(self.run_dir)
         entry = data["stages"][stage]
         # inputs as they are now: a stage that writes a table it also reads (filter: lang) stays current
-        entry.update(record, inputs=input_digests(self.run_dir, stage))
+        entry.update(record, inputs=input_digests(self.run_dir, stage, inputs))
         entry["engine"] = self.engine.describe()
         entry["outputs"] = _outputs(self.run_dir, stage)
         manifest.save(self.run_dir, data)
@@ -231,7 +252,9 @@ def _run_stages(cfg: RunConfig, run_dir: Path, runner: Runner) -> None:
         from audit.signals import build_group_signals
 
         runner.stage("groups", lambda: call_stage(build_group_signals, run_dir, engine=engine), {"groups": 1})
-    runner.stage("filter", lambda: call_stage(filters.filter_run, run_dir, filter_cfg, engine=engine), filter_cfg)
+    filter_inputs = tuple(i for i in STAGE_INPUTS["filter"] if i != "groups" or _needs_groups(filter_cfg))
+    runner.stage("filter", lambda: call_stage(filters.filter_run, run_dir, filter_cfg, engine=engine), filter_cfg,
+                 inputs=filter_inputs)
     runner.stage("export", lambda: call_stage(export_mod.export, run_dir, cfg.export, engine=engine), cfg.export)
     del source
 

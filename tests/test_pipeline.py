@@ -156,3 +156,18 @@ def test_a_run_path_that_is_a_file_is_a_clear_error(tmp_path):
     not_a_folder.write_text("")
     proc = _run(["download", str(not_a_folder)], tmp_path)
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_demo_on_the_ray_engine_gives_the_demos_funnel(demo_run, tmp_path):
+    """`fairsift demo --engine ray` (a local Ray instance, every part as a Ray task) ends with the same funnel."""
+    from curate.filter.funnel import funnel_rows
+
+    run_dir = tmp_path / "ray-demo"
+    env = offline_env()
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    proc = subprocess.run(fairsift_exe() + ["demo", "--run", str(run_dir), "--engine", "ray"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["download"]["engine"]["name"] == "ray"
+    assert funnel_rows(run_dir) == funnel_rows(demo_run[0])
