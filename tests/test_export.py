@@ -100,7 +100,9 @@ def test_rerun_skips_current_parts_and_redoes_exactly_those_whose_selection_chan
     before = {p.name: p.read_bytes() for p in files}
     lineage = read_lineage(files[1])
     assert lineage["stage"] == "export"
-    assert {"shards/part-00001.parquet", "decisions.parquet", "signals/clip"} <= set(lineage["inputs"])
+    # the part's own decisions part (the filter decides part by part) and the clip values it read
+    assert {"shards/part-00001.parquet", "decisions_parts/part-00001.parquet"} <= set(lineage["inputs"])
+    assert any(rel.startswith("signals/clip/") for rel in lineage["inputs"])
 
     again = export(run_dir, ExportOptions())
     assert again["parts_written"] == 0 and again["parts_skipped"] == 3 and again["rows"] == kept
@@ -116,8 +118,8 @@ def test_rerun_skips_current_parts_and_redoes_exactly_those_whose_selection_chan
     assert rebuilt["rows"] == counts["kept"] != kept and rebuilt["parts_written"] >= 1
     decisions = tables.read_table(run_dir, "decisions").to_pandas()
     assert sorted(pd.read_parquet(run_dir / "corpus")["uid"]) == sorted(decisions.loc[decisions["kept"], "uid"])
-    assert read_lineage(tables.list_parts(run_dir, "corpus")[1])["inputs"]["decisions.parquet"] != \
-        lineage["inputs"]["decisions.parquet"]
+    assert read_lineage(tables.list_parts(run_dir, "corpus")[1])["inputs"]["decisions_parts/part-00001.parquet"] \
+        != lineage["inputs"]["decisions_parts/part-00001.parquet"]
 
     # a changed clip score (a rescore) changes the corpus rows that carry it
     clip = tables.read_table(run_dir, "clip")

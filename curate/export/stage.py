@@ -1,13 +1,13 @@
 """The export stage: the kept rows of decisions, with their images, img2dataset's columns and clip_score, as
 RUN/corpus/ (columns: curate.export.corpus).
 
-On the part model (curate.parts): a global step selects the kept rows of every shards part in one DuckDB query
-(shards' uid column only, joined to decisions and signals/clip), then `export_part` turns one shards part and its
-kept rows into one corpus part. A corpus part's lineage records the digests of its shards part, its pairs part
-(for the saved additional columns) and of the two things it read from the whole run: its slice of decisions (the
-kept row positions and uids: "decisions.parquet") and the clip values of those rows ("signals/clip"). So a filter
-rerun that keeps other rows rebuilds exactly the parts whose selection changed, and a part that kept nothing is a
-0-row part with the schema, so `pd.read_parquet("RUN/corpus")` gives an empty table when the filter kept nothing.
+On the part model (curate.parts): `export_part` turns one shards part into one corpus part, reading the decisions
+part that decided it row by row (decisions_parts/, written by the filter) and its clip part; its lineage records
+the digests of those parts and of its pairs part (for the saved additional columns), so a filter rerun that keeps
+other rows rebuilds exactly the parts whose decisions changed, and no step holds the whole run's selection. A
+decisions.parquet written some other way (no decisions parts behind it) is read by one DuckDB query that selects
+every part's kept rows first (kept_selection). A part that kept nothing is a 0-row part with the schema, so
+`pd.read_parquet("RUN/corpus")` gives an empty table when the filter kept nothing.
 
 corpus/ holds only the Parquet parts, readable as they are by pandas, DuckDB and Hugging Face `datasets` (which
 returns `image` as an Image feature from the parts' metadata). Options:
@@ -25,17 +25,21 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curate import tables
 from curate.export import img2dataset_layout
 from curate.export.corpus import CORPUS, corpus_table, pairs_extra_columns
 from curate.export.tars import samples, write_tar
-from curate.layout import IMG2DATASET_DIR, WEBDATASET_DIR
+from curate.filter.context import signal_inputs
+from curate.layout import DECISION_PARTS_DIR, IMG2DATASET_DIR, WEBDATASET_DIR
 from curate.options import ExportOptions
 from curate.parts import (
-    MapParts, PartTask, atomic_write, part_digest, plan_tasks, remove_stale_outputs, serial_map, temp_path,
+    MapParts, PartTask, atomic_write, part_digest, plan_tasks, read_lineage, remove_stale_outputs, serial_map,
+    temp_path,
 )
 
 CORPUS_VERSION = 2  # in every corpus part's lineage: a change of the corpus columns redoes old parts
@@ -69,8 +73,87 @@ def export(run_dir: str | Path, options: ExportOptions, *, map_parts: MapParts =
         raise tables.MissingTableError(run_dir, "decisions")
     (run_dir / LEGACY_SOURCE_FILE).unlink(missing_ok=True)  # the corpus's record before parts carried lineage
     has_clip = tables.table_exists(run_dir, "clip")
-    selections = kept_selection(run_dir, shard_parts, has_clip)
+    if decision_parts_match(run_dir, shard_parts):
+        todo, current = _plan_per_part(run_dir, shard_parts, options)
+        kept = _kept_count(run_dir)
+    else:
+        todo, current = _plan_from_global_selection(run_dir, shard_parts, options, has_clip)
+        kept = sum(len(selection.rows) for _, selection in todo) + _kept_in(run_dir, current)
+    map_parts(export_part, todo, desc="export")
+    corpus_parts = [tables.part_path(run_dir, "corpus", p.name) for p in shard_parts]
+    remove_stale_outputs(tables.table_path(run_dir, "corpus"), [p.name for p in corpus_parts])
 
+    tars = _webdataset(run_dir, corpus_parts, options, map_parts)
+    shards_written = _img2dataset(run_dir, corpus_parts, options, map_parts) if options.format == "img2dataset" else 0
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in corpus_parts)
+    return {"rows": rows, "kept": kept, "parts": len(shard_parts), "parts_written": len(todo),
+            "parts_skipped": len(current), "webdataset_tars_written": tars, "format": options.format,
+            "img2dataset_shards_written": shards_written}
+
+
+def decision_parts_match(run_dir: Path, shard_parts: list[Path]) -> bool:
+    """Does decisions.parquet merge one decisions part per shards part (the filter on the part model)? Then each
+    corpus part reads only its own decisions part, and no step holds the whole run's selection."""
+    lineage = read_lineage(tables.table_path(run_dir, "decisions"))
+    if lineage is None:
+        return False
+    expected = {f"{DECISION_PARTS_DIR}/{p.name}" for p in shard_parts}
+    recorded = lineage.get("inputs", {})
+    return set(recorded) == expected and all(
+        (run_dir / rel).is_file() and part_digest(run_dir / rel) == digest for rel, digest in recorded.items())
+
+
+def _plan_per_part(run_dir: Path, shard_parts: list[Path], options: ExportOptions):
+    items = []
+    for path in shard_parts:
+        name = path.name
+        # the shards part, the decisions part that decides it row by row, its pairs part (saved extra columns)
+        # and its clip part(s)
+        inputs = [_rel(run_dir, path), f"{DECISION_PARTS_DIR}/{name}"]
+        pairs_part = tables.part_path(run_dir, "pairs", name)
+        if pairs_part.is_file():
+            inputs.append(_rel(run_dir, pairs_part))
+        inputs += signal_inputs(run_dir, "clip", name)
+        items.append((name, inputs, [_rel(run_dir, tables.part_path(run_dir, "corpus", name))]))
+    todo, current = plan_tasks("export", run_dir, items, {"corpus_version": CORPUS_VERSION},
+                               settings={"row_group_size": options.rows_per_part})
+    return [(task, None) for task in todo], current
+
+
+def part_selection(task: PartTask, shards_uids: list[str]) -> Selection:
+    """The kept rows of one shards part from its own decisions part (row i decides shards row i), with the clip values
+    of those rows from the clip parts the task reads."""
+    decisions = pq.read_table(task.path(task.inputs[1]), columns=["uid", "kept"])
+    uids = decisions.column("uid").to_pylist()
+    if uids != shards_uids:
+        raise ValueError(f"{task.inputs[1]} does not decide {task.inputs[0]} row by row; rerun `fairsift filter`")
+    selection = Selection()
+    selection.rows = [i for i, kept in enumerate(decisions.column("kept").to_pylist()) if kept]
+    selection.uids = [uids[i] for i in selection.rows]
+    clip_files = [task.path(rel) for rel in task.inputs if rel.startswith(tables.TABLE_PATHS["clip"] + "/")]
+    found: dict[str, tuple] = {}
+    for path in clip_files:
+        clip = pq.read_table(path, columns=["uid", "clip_score", "model"]).to_pydict()
+        for uid, score, model in zip(clip["uid"], clip["clip_score"], clip["model"]):
+            found.setdefault(uid, (score, model))
+    values = [found.get(u, (None, None)) for u in selection.uids]
+    selection.scores = [v[0] for v in values]
+    selection.models = [v[1] for v in values]
+    return selection
+
+
+def _kept_count(run_dir: Path) -> int:
+    meta = pq.read_table(tables.table_path(run_dir, "decisions"), columns=["kept"]).column("kept")
+    return int(pc.sum(meta).as_py() or 0)
+
+
+def _kept_in(run_dir: Path, current: list[PartTask]) -> int:
+    return sum(pq.ParquetFile(task.output_paths[0]).metadata.num_rows for task in current)
+
+
+def _plan_from_global_selection(run_dir: Path, shard_parts: list[Path], options: ExportOptions, has_clip: bool):
+    """For a decisions table the filter did not write part by part: one query selects every part's kept rows."""
+    selections = kept_selection(run_dir, shard_parts, has_clip)
     todo, current = [], []
     for path in shard_parts:
         name = path.name
@@ -87,17 +170,7 @@ def export(run_dir: str | Path, options: ExportOptions, *, map_parts: MapParts =
                           settings={"row_group_size": options.rows_per_part}, extra_inputs=extra)
         todo += [(task, selection) for task in t]
         current += c
-    map_parts(export_part, todo, desc="export")
-    corpus_parts = [tables.part_path(run_dir, "corpus", p.name) for p in shard_parts]
-    remove_stale_outputs(tables.table_path(run_dir, "corpus"), [p.name for p in corpus_parts])
-
-    tars = _webdataset(run_dir, corpus_parts, options, map_parts)
-    shards_written = _img2dataset(run_dir, corpus_parts, options, map_parts) if options.format == "img2dataset" else 0
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in corpus_parts)
-    kept = sum(len(s.rows) for s in selections.values())
-    return {"rows": rows, "kept": kept, "parts": len(shard_parts), "parts_written": len(todo),
-            "parts_skipped": len(current), "webdataset_tars_written": tars, "format": options.format,
-            "img2dataset_shards_written": shards_written}
+    return todo, current
 
 
 def _rel(run_dir: Path, path: Path) -> str:
@@ -147,15 +220,19 @@ def kept_selection(run_dir: Path, shard_parts: list[Path], has_clip: bool) -> di
     return selections
 
 
-def export_part(item: tuple[PartTask, Selection]) -> dict:
-    """One shards part + its kept rows -> one corpus part (0 rows when none was kept)."""
+def export_part(item: tuple[PartTask, Optional[Selection]]) -> dict:
+    """One shards part + its kept rows -> one corpus part (0 rows when none was kept). Without a selection, the part
+    reads its own decisions and clip parts (part_selection)."""
     task, selection = item
     shards = pq.read_table(task.input_paths[0])
+    if selection is None:
+        selection = part_selection(task, shards.column("uid").to_pylist())
+    pairs_rel = next((rel for rel in task.inputs if rel.startswith("pairs/")), None)
     pairs_extras = None
-    if len(task.inputs) > 1:
-        extras = pairs_extra_columns(task.input_paths[1])
+    if pairs_rel is not None:
+        extras = pairs_extra_columns(task.path(pairs_rel))
         if extras:
-            pairs_extras = pq.read_table(task.input_paths[1], columns=["uid"] + extras)
+            pairs_extras = pq.read_table(task.path(pairs_rel), columns=["uid"] + extras)
     table = corpus_table(shards, task.name, selection.rows, selection.scores, selection.models, pairs_extras)
     # task.write's atomic write and lineage, with the row-group size readers stream by
     atomic_write(table, task.output_paths[0], task.lineage, row_group_size=task.settings.get("row_group_size"))

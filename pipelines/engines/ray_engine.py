@@ -63,7 +63,7 @@ class RayEngine(Engine):
                              ignore_reinit_error=True)
                 else:
                     # a local instance binds loopback only; workers inherit this process's environment
-                    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
                              _node_ip_address="127.0.0.1", ignore_reinit_error=True)
                     self._started_here = True
             except (ConnectionError, RuntimeError, ValueError) as exc:
