@@ -68,9 +68,9 @@ def run_measured(args: list[str], env: dict) -> tuple[float, int]:
     return time.perf_counter() - start, peak
 
 
-def stage_command(stage: str, run: Path, url_list: Path, workers: int) -> list[str]:
+def stage_command(stage: str, run: Path, url_list: Path, workers: int, engine_workers: int) -> list[str]:
     cli = [sys.executable, "-m", "pipelines.cli"]
-    return {
+    command = {
         "ingest": cli + ["ingest", str(url_list), "--run", str(run)],
         "download": cli + ["download", str(run), "--image-size", "256", "--threads", "32",
                            "--allow-private-network"],
@@ -80,16 +80,18 @@ def stage_command(stage: str, run: Path, url_list: Path, workers: int) -> list[s
         "export": cli + ["export", str(run)],
         "audit": cli + ["audit", str(run), "--n-boot", "200", "--min-count", "30"],
     }[stage]
+    return command + ["--engine-workers", str(engine_workers)]
 
 
-def measure(n: int, server: ImageServer, root: Path, workers: int, stages: tuple[str, ...]) -> dict[str, tuple]:
+def measure(n: int, server: ImageServer, root: Path, workers: int, engine_workers: int,
+            stages: tuple[str, ...]) -> dict[str, tuple]:
     run = root / f"run-{n}"
     url_list = write_url_list(root / f"urls-{n}.parquet", server, n)
     env = dict(os.environ, WANDB_MODE="disabled", NO_ALBUMENTATIONS_UPDATE="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     results = {}
     for stage in stages:
-        seconds, peak = run_measured(stage_command(stage, run, url_list, workers), env)
+        seconds, peak = run_measured(stage_command(stage, run, url_list, workers, engine_workers), env)
         results[stage] = (seconds, peak)
         print(f"  {n:>9,} rows  {stage:<9} {seconds:8.1f} s  peak {peak / 2**20:8.1f} MiB", flush=True)
     return results
@@ -98,7 +100,10 @@ def measure(n: int, server: ImageServer, root: Path, workers: int, stages: tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=[20_000, 400_000], metavar=("SMALL", "LARGE"))
-    parser.add_argument("--workers", type=int, default=1, help="score's decode workers")
+    parser.add_argument("--workers", type=int, default=1, help="score's decode threads")
+    parser.add_argument("--engine-workers", type=int, default=1,
+                        help="parts at once (1: every part in the stage's own process, so the peak is one worker's; "
+                             "a run with N workers needs about N times the per-worker memory)")
     parser.add_argument("--stages", nargs="*", default=list(STAGES))
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args()
@@ -106,9 +111,10 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="fairsift-bench-memory-"))
     root.mkdir(parents=True, exist_ok=True)
     with ImageServer() as server:
-        small = measure(args.sizes[0], server, root, args.workers, stages)
-        large = measure(args.sizes[1], server, root, args.workers, stages)
-    print(f"\npeak RSS per stage, {args.sizes[0]:,} vs {args.sizes[1]:,} rows (goal: ratio <= 1.2 and <= 2048 MiB)")
+        small = measure(args.sizes[0], server, root, args.workers, args.engine_workers, stages)
+        large = measure(args.sizes[1], server, root, args.workers, args.engine_workers, stages)
+    print(f"\npeak RSS per stage, {args.sizes[0]:,} vs {args.sizes[1]:,} rows in 10,000-row parts, "
+          f"--engine-workers {args.engine_workers} (goal: ratio <= 1.2 and <= 2048 MiB)")
     print(f"{'stage':<10}{'small MiB':>11}{'large MiB':>11}{'ratio':>8}{'small s':>9}{'large s':>9}  ok")
     for stage in stages:
         (s_sec, s_peak), (l_sec, l_peak) = small[stage], large[stage]

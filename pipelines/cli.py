@@ -42,6 +42,9 @@ PRIVATE_HELP = ("also fetch from private, loopback and link-local addresses (127
 # every stage command takes these two: where its parts run (pipelines/engines)
 ENGINE_OPTION = typer.Option("local", "--engine", metavar="ENGINE",
                              help="where the parts run: local (this machine's cores) or ray (a Ray cluster)")
+WORKERS_OPTION = typer.Option(None, "--engine-workers", metavar="N", min=1,
+                              help="parts run at once, at most (local: processes, default every core; ray: "
+                                   "actors for model work); 1 runs every part in this process")
 RAY_ADDRESS_OPTION = typer.Option(None, "--ray-address", metavar="ADDRESS",
                                   help="the Ray cluster to join (auto, or HEAD:6379); without it --engine ray starts "
                                        "a local Ray instance")
@@ -76,6 +79,7 @@ def crawl(
     allow_private_network: bool = typer.Option(False, "--allow-private-network", help=PRIVATE_HELP),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Extract (image URL, alt text) pairs from web pages into RUN/pairs/."""
@@ -85,7 +89,7 @@ def crawl(
     opts = stage_options(CrawlOptions, sources=list(sources), max_depth=max_depth, max_pages=max_pages,
                     allow_private_network=allow_private_network)
     run_stage(run, "crawl", crawl_stage, run, opts, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
 
 
 @app.command()
@@ -102,6 +106,7 @@ def ingest(
                                                                "comma-separated (as img2dataset)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Take an existing URL list into RUN/pairs/ instead of crawling."""
@@ -113,7 +118,7 @@ def ingest(
     opts = stage_options(IngestOptions, path=str(list_path), url_col=url_col, caption_col=caption_col,
                          save_additional_columns=save_additional_columns)
     run_stage(run, "ingest", ingest_stage, run, opts, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
 
 
 @app.command()
@@ -153,6 +158,7 @@ def download(
                                                           "(repeatable)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Download and resize every pair's image (img2dataset's resizer) into RUN/shards/."""
@@ -167,7 +173,9 @@ def download(
                          host_failure_limit=host_failure_limit, allowed_domains=list(allow_domain or []),
                          blocked_domains=list(block_domain or []), **extra)
     run_stage(run, "download", download_stage, run, opts, json_output=json_output, engine=engine,
-              ray_address=ray_address, workers=processes if engine == "local" and processes > 1 else None)
+              ray_address=ray_address,
+              workers=engine_workers if engine_workers is not None
+              else processes if engine == "local" and processes > 1 else None)
 
 
 @app.command()
@@ -184,6 +192,7 @@ def dedup(
                                                   "are semantic duplicates"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Find exact, near, semantic and eval-set duplicates: RUN/signals/phash/ and RUN/signals/dedup/."""
@@ -195,7 +204,7 @@ def dedup(
     opts = stage_options(DedupOptions, phash_distance=phash_distance, semantic_threshold=semantic_threshold,
                     eval_set=str(eval_set) if eval_set else None)
     run_stage(run, "dedup", dedup_stage, run, opts, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
 
 
 MODEL_HELP = "the CLIP model: an open_clip architecture (ViT-B-32), hf-hub:ORG/REPO, or tiny-test (tests only)"
@@ -219,6 +228,7 @@ def score(
                                     "workers)"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """CLIP-score every downloaded pair: RUN/signals/clip/ and RUN/signals/embeddings/."""
@@ -229,7 +239,7 @@ def score(
     opts = stage_options(ScoreOptions, **model_options(model, pretrained, checkpoint), device=device,
                     batch_size=batch_size, workers=workers, decode=decode)
     run_stage(run, "score", score_stage, run, opts, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
 
 
 @app.command("filter")
@@ -243,6 +253,7 @@ def filter_cmd(
                                               "datacomp-clip-score, datacomp-basic-clip-score or laion-400m"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Decide for every pair which filter steps it passes: RUN/decisions.parquet (nothing is deleted)."""
@@ -263,9 +274,9 @@ def filter_cmd(
         from audit.signals import build_group_signals
 
         run_stage(run, "groups", build_group_signals, run, json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
     counts = run_stage(run, "filter", filter_run, run, cfg, json_output=json_output, engine=engine,
-                       ray_address=ray_address)
+                       ray_address=ray_address, workers=engine_workers)
     if isinstance(counts.get("preset"), dict) and counts["preset"].get("model_note") and not json_output:
         console.print(f"preset {cfg.preset}: {counts['preset']['model_note']}", highlight=False, soft_wrap=True)
 
@@ -279,6 +290,7 @@ def export(
                                help="fairsift, or img2dataset: also write RUN/img2dataset/ in img2dataset's own layout"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Write the kept pairs as the training corpus: RUN/corpus/."""
@@ -288,7 +300,7 @@ def export(
     if format not in ("fairsift", "img2dataset"):
         fail(f"--format must be fairsift or img2dataset, not {format!r}")
     run_stage(run, "export", export_stage, run, ExportOptions(webdataset=webdataset, format=format),
-              json_output=json_output, engine=engine, ray_address=ray_address)
+              json_output=json_output, engine=engine, ray_address=ray_address, workers=engine_workers)
 
 
 @app.command("run")
@@ -302,6 +314,7 @@ def run_cmd(
                                          help="where the parts run: local or ray (default: the config's `engine` "
                                               "section, else local)"),
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     from_stage: Optional[str] = typer.Option(None, "--from", metavar="STAGE",
                                              help="redo this stage and every later one, even if nothing changed"),
     force: List[str] = typer.Option([], "--force", metavar="STAGE",
@@ -325,6 +338,8 @@ def run_cmd(
     if engine is not None or ray_address is not None:
         cfg.engine.name = engine or ("ray" if ray_address else cfg.engine.name)
         cfg.engine.address = ray_address if ray_address is not None else cfg.engine.address
+    if engine_workers is not None:
+        cfg.engine.workers = engine_workers
     from pipelines.engines import EngineError
 
     try:
@@ -343,6 +358,7 @@ def demo(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", metavar="FILE", help=CHECKPOINT_HELP),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
 ):
     """Serve the bundled sample on 127.0.0.1, then crawl, download, dedup, score, filter, export, audit and report it."""
     from pipelines.demo import run_demo
@@ -351,7 +367,7 @@ def demo(
     if model is not None:
         model_options(model, pretrained, checkpoint)
     run_demo(run, model=model, pretrained=pretrained, checkpoint=str(checkpoint) if checkpoint else None,
-             engine=engine, ray_address=ray_address)
+             engine=engine, ray_address=ray_address, workers=engine_workers)
 
 
 @app.command()
@@ -389,6 +405,7 @@ def audit(
     seed: int = typer.Option(0, "--seed", metavar="N", help="random seed of the bootstrap, for repeatable intervals"),
     engine: str = ENGINE_OPTION,
     ray_address: Optional[str] = RAY_ADDRESS_OPTION,
+    engine_workers: Optional[int] = WORKERS_OPTION,
     json_output: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Group signals and bias audit tables: RUN/signals/groups/ and RUN/audit/*.parquet."""
@@ -396,7 +413,7 @@ def audit(
 
     run_stage(run, "audit", run_audit, run, AuditOptions(perceived=perceived, min_count=min_count, n_boot=n_boot,
                                                          seed=seed), json_output=json_output, engine=engine,
-              ray_address=ray_address)
+              ray_address=ray_address, workers=engine_workers)
 
 
 @app.command()

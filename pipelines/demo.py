@@ -45,7 +45,8 @@ def _banner(notice: str) -> None:
 
 
 def run_demo(run_dir: Path, model: Optional[str] = None, pretrained: Optional[str] = None,
-             checkpoint: Optional[str] = None, engine: str = "local", ray_address: Optional[str] = None) -> Path:
+             checkpoint: Optional[str] = None, engine: str = "local", ray_address: Optional[str] = None,
+             workers: Optional[int] = None) -> Path:
     from curate.net.loopback import LoopbackServer
     from pipelines.demo_site import build_site
     from pipelines.runner import run_pipeline
@@ -72,7 +73,7 @@ def run_demo(run_dir: Path, model: Optional[str] = None, pretrained: Optional[st
             audit=AuditSection(enabled=True, min_count=10, n_boot=500),
             probe=ProbeSection(datasets=[f"fairface:{SAMPLE_DIR / 'fairface'}"], n_boot=500, n_permutations=2000),
             report=ReportSection(enabled=True),
-            engine={"name": engine, "address": ray_address},
+            engine={"name": engine, "address": ray_address, "workers": workers},
         )
         extra = {"demo": True, "planted": {k: len(v) if isinstance(v, list) else v for k, v in planted.items()}}
         if notice:
