@@ -89,6 +89,7 @@ def build_report(run_dir: str | Path) -> dict:
 
     funnel = funnel_rows(run_dir)
     figs.add("Funnel", "funnel", figures.funnel(funnel, test_model), "Rows left after each step.")
+    statuses = download_statuses(run_dir)
     for attribute in _attributes(comp):
         if attribute == "country":
             continue
@@ -134,6 +135,7 @@ def build_report(run_dir: str | Path) -> dict:
         "run": str(run_dir), "model": model, "test_model": test_model,
         "model_fallback": manifest.get("model_fallback"),
         "funnel": [{"step": s, "rows": n} for s, n, _ in funnel],
+        "download_status": statuses,
         "min_count": min_count,
         "findings": headline,
         "composition": findings.composition_sentences(comp),
@@ -143,6 +145,21 @@ def build_report(run_dir: str | Path) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "index.html").write_text(_html(run_dir, manifest, summary, figs.items, impact), encoding="utf-8")
     return {"figures": len(figs.items), "findings": len(headline), "path": str(out / "index.html")}
+
+
+def download_statuses(run_dir: Path) -> list[dict]:
+    """Rows per download status (success, each failure and each refusal: blocked_private_network, refused_robots,
+    opted_out, host_unreachable, blocked_domain, ...) with an example message, from shards/ via DuckDB."""
+    import duckdb
+
+    files = sorted((run_dir / "shards").glob("part-*.parquet"))
+    if not files:
+        return []
+    listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    with duckdb.connect() as con:
+        rows = con.execute(f"SELECT status, count(*) AS n, any_value(error_message) AS example FROM read_parquet("
+                           f"{listed}, union_by_name = true) GROUP BY status ORDER BY n DESC, status").fetchall()
+    return [{"status": s, "rows": int(n), "example": e} for s, n, e in rows]
 
 
 def run_min_count(manifest: dict, *tables: pd.DataFrame | None) -> int:
@@ -206,6 +223,11 @@ def _html(run_dir: Path, manifest: dict, summary: dict, items: list[tuple[str, s
         parts.append(f"<li>{esc(f['sentence'])}</li>")
     if tier is not None:
         parts.append("</ul>")
+    if summary.get("download_status"):
+        parts.append("<h2>Download status</h2><p>Every pair's download ended in one status; refusals (private "
+                     "networks, robots.txt, X-Robots-Tag opt-outs, unreachable hosts, blocked domains) are statuses "
+                     "too, and the first step of the funnel.</p>")
+        parts.append(_table_html(pd.DataFrame(summary["download_status"]), ["status", "rows", "example"]))
     if summary.get("composition"):
         parts.append("<h3>Composition</h3><ul>")
         parts += [f"<li>{esc(f['sentence'])}</li>" for f in summary["composition"]]

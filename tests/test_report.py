@@ -74,3 +74,16 @@ def test_report_uses_the_runs_min_count_and_says_when_nothing_is_detectable(tmp_
     assert any(f["sentence"].startswith("no disparity detectable at n = ") for f in summary["findings"])
     html = (run / "report" / "index.html").read_text()
     assert "fewer than 10 rows" in html and "fewer than 30 rows" not in html
+
+
+def test_report_shows_every_download_status(demo_run):
+    """Every download status with its count, refusals and failures included (the oracle: shards' status column)."""
+    from curate import tables
+
+    run_dir, _ = demo_run
+    summary = json.loads((run_dir / "report" / "summary.json").read_text())
+    statuses = tables.read_table(run_dir, "shards", ["status"]).column("status").to_pylist()
+    assert {s["status"]: s["rows"] for s in summary["download_status"]} == {s: statuses.count(s) for s in set(statuses)}
+    assert len(summary["download_status"]) >= 2  # the demo plants failed downloads beside the successes
+    assert "Download status" in (run_dir / "report" / "index.html").read_text()
+
