@@ -285,3 +285,23 @@ def test_cli_ingest(tmp_path):
     table = read_table(run, "pairs")
     assert table.column_names[len(PAIRS):] == ["width", "text"]
     assert table.column("caption").null_count == 3 == table.num_rows
+
+
+def test_a_uid_repeated_across_batches_and_parts_is_kept_once_in_list_order(tmp_path, monkeypatch):
+    """No set of every uid is held: repeats within a batch go at once, repeats across batches in a DuckDB pass.
+    Oracle: the list's first occurrence of each (url, caption), in list order."""
+    import random
+
+    import curate.sources.list_reader as list_reader
+    from curate.sources.ingest import ingest as ingest_list
+
+    monkeypatch.setattr(list_reader, "BATCH_ROWS", 700)  # many batches
+    rng = random.Random(0)
+    urls = [f"http://e.org/{rng.randint(0, 3000)}.jpg" for _ in range(9000)]
+    captions = [rng.choice(["a", "b"]) for _ in urls]
+    pq.write_table(pa.table({"url": urls, "caption": captions}), tmp_path / "list.parquet")
+    counts = ingest_list(tmp_path / "run", IngestOptions(path=str(tmp_path / "list.parquet"), rows_per_part=1000))
+    pairs = read_table(tmp_path / "run", "pairs")
+    expected = list(dict.fromkeys(zip(urls, captions)))
+    assert list(zip(pairs["url"].to_pylist(), pairs["caption"].to_pylist())) == expected
+    assert counts["pairs"] == len(expected) and counts["dropped"]["duplicate_in_list"] == len(urls) - len(expected)

@@ -1,8 +1,10 @@
 """The ingest stage: an existing URL list (every format img2dataset ingests) -> RUN/pairs/.
 
 Reading the list (formats, pandas JSON orients, index columns) is curate.sources.list_reader's job; this module
-turns its rows into pairs rows. Lists are read batch by batch, so a list larger than memory streams through; only
-the uids seen so far are held, to keep uid unique in pairs/. Like crawl, ingest is a first stage and rewrites pairs/
+turns its rows into pairs rows. Lists are read batch by batch, so a list larger than memory streams through. uid stays
+unique in pairs/ without holding every uid: a batch drops its own repeats, then one DuckDB pass over the written
+parts finds uids repeated across batches (a hash aggregate that spills to disk, memory bounded whatever the list's
+size) and rewrites the few parts that hold a later copy. Like crawl, ingest is a first stage and rewrites pairs/
 from scratch.
 
 - URL-only lists: `caption_col: null` (`--caption-col none`), a .txt list, or a list without the default `caption`
@@ -21,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from curate.options import IngestOptions
@@ -29,7 +32,7 @@ from curate.sources.pair_rows import (
     PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts,
 )
 from curate.schemas import PAIRS
-from curate.tables import compute_uid
+from curate.tables import compute_uid, list_parts
 
 DROP_REASONS = ("empty_url", "invalid_url", "duplicate_in_list", "malformed_row")
 DEFAULT_CAPTION_COL = "caption"
@@ -52,7 +55,6 @@ class _PairBuilder:
         self.max_caption_chars = max_caption_chars
         self.extras = [c for c in extras if c not in (url_col, caption_col)]
         self.extra_names = [f"src_{c}" if c in PAIRS.names else c for c in self.extras]
-        self.seen: set[str] = set()
 
     def _text(self, batch: pa.RecordBatch, name: str, flag: str) -> list:
         column = batch.column(name)
@@ -67,6 +69,7 @@ class _PairBuilder:
         captions = (self._text(batch, self.caption_col, "--caption-col") if self.caption_col
                     else [None] * batch.num_rows)
         keep, uids, kept_urls, kept_captions, truncated = [], [], [], [], []
+        seen: set[str] = set()  # repeats within the batch; across batches: drop_repeated_uids
         for index, (url, caption) in enumerate(zip(urls, captions)):
             url = clean_url(url)
             if not url:
@@ -77,10 +80,10 @@ class _PairBuilder:
                 continue
             text, was_cut = clip_caption(normalise_whitespace(caption), self.max_caption_chars)
             uid = compute_uid(url, text)
-            if uid in self.seen:
+            if uid in seen:
                 dropped["duplicate_in_list"] += 1
                 continue
-            self.seen.add(uid)
+            seen.add(uid)
             if not text:
                 noted["empty_caption"] += 1
             keep.append(index)
@@ -140,10 +143,13 @@ def ingest(run_dir: Path, options: IngestOptions) -> dict:
             writer.add_table(builder.build(batch, dropped, noted))
             progress.update(batch.num_rows)
     writer.close()
+    repeated = drop_repeated_uids(run_dir)
+    dropped["duplicate_in_list"] += repeated
     if rows + counts["malformed_row"] == 0:
         raise ValueError(f"URL list {path} has no rows")
     dropped["malformed_row"] += counts["malformed_row"]
-    result = {"rows": rows + counts["malformed_row"], "pairs": writer.rows_written, "parts": writer.parts_written,
+    result = {"rows": rows + counts["malformed_row"], "pairs": writer.rows_written - repeated,
+              "parts": writer.parts_written,
               "dropped": dict(dropped), "empty_caption": noted["empty_caption"], "format": reader.format,
               "caption_column": caption_col, "saved_columns": builder.extra_names}
     if reader.orient:
@@ -155,3 +161,32 @@ def ingest(run_dir: Path, options: IngestOptions) -> dict:
     if notes:
         result["notes"] = notes
     return result
+
+
+def drop_repeated_uids(run_dir: Path) -> int:
+    """Remove every later copy of a uid that an earlier batch already wrote (order: part name, row); returns how
+    many rows went. DuckDB's aggregate spills to disk, so memory stays bounded for a list of any size."""
+    import duckdb
+
+    from curate.parts import atomic_write
+
+    files = list_parts(run_dir, "pairs")
+    if not files:
+        return 0
+    listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        later = con.execute(
+            f"""WITH rows AS (SELECT uid, filename, file_row_number AS r FROM read_parquet({listed},
+                                 filename = true, file_row_number = true)),
+                    repeated AS (SELECT uid FROM rows GROUP BY uid HAVING count(*) > 1)
+                SELECT filename, r FROM (SELECT filename, r, row_number() OVER (PARTITION BY uid ORDER BY filename, r)
+                                         AS k FROM rows SEMI JOIN repeated USING (uid)) WHERE k > 1""").fetchall()
+    by_file: dict[str, set[int]] = {}
+    for filename, row in later:
+        by_file.setdefault(filename, set()).add(int(row))
+    for filename, rows in by_file.items():
+        table = pq.read_table(filename)
+        keep = [i for i in range(table.num_rows) if i not in rows]
+        atomic_write(table.take(pa.array(keep, pa.int64())).replace_schema_metadata(None), filename)
+    return len(later)
