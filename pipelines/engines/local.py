@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import warnings
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Optional, Sequence
@@ -65,8 +65,8 @@ class LocalEngine(Engine):
             # the pool could not start or lost its workers (no permission to start the interpreter again, a
             # container without /dev/shm, a worker killed by the OOM killer): part functions are idempotent, so
             # the parts run here instead, and say why
-            warnings.warn(f"the local engine's process pool failed ({type(exc).__name__}: {exc}); running the "
-                          f"{len(items)} parts in this process instead", RuntimeWarning, stacklevel=2)
+            sys.stderr.write(f"warning: the local engine's process pool failed ({type(exc).__name__}: {exc}); "
+                             f"running the {len(items)} parts in this process instead\n")
             return self._in_process(fn, items, desc, setup)
 
     @staticmethod
