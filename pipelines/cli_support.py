@@ -63,8 +63,17 @@ def run_stage(run: Path, stage: str, fn: Callable[..., Optional[dict]], *args, j
     return counts
 
 
+def _unraisable_in_one_line(unraisable) -> None:
+    # e.g. multiprocessing's semaphore finalizer after a worker pool died: a traceback at exit would bury the
+    # stage's own message, and nothing can be done about it any more
+    exc = unraisable.exc_value
+    sys.stderr.write(f"warning: ignored during clean-up: {type(exc).__name__}: {exc}\n")
+
+
 def main(app: typer.Typer) -> None:
-    """The console script: the app, with Ctrl-C / SIGTERM ending in one line and exit code 130 / 143."""
+    """The console script: the app, with Ctrl-C / SIGTERM ending in one line and exit code 130 / 143, and errors
+    raised where Python can only ignore them (finalizers at exit) in one line each."""
+    sys.unraisablehook = _unraisable_in_one_line
     with signals_interrupt():
         try:
             app()

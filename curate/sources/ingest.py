@@ -18,6 +18,7 @@ from scratch.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -163,30 +164,63 @@ def ingest(run_dir: Path, options: IngestOptions) -> dict:
     return result
 
 
+DUCKDB_THREADS = min(4, os.cpu_count() or 1)
+DUCKDB_MEMORY_PER_THREAD_MB = 32
+DROP_BATCH_ROWS = 65_536
+
+
 def drop_repeated_uids(run_dir: Path) -> int:
     """Remove every later copy of a uid that an earlier batch already wrote (order: part name, row); returns how
-    many rows went. DuckDB's aggregate spills to disk, so memory stays bounded for a list of any size."""
+    many rows went.
+
+    Bounded memory for a list of any size: a DuckDB aggregate over 64-bit hashes of the uids (16 bytes of state per
+    distinct uid, under a fixed memory limit, spilling to a temporary folder in the run) finds the candidate hashes
+    seen more than once; only their rows are grouped by the uid itself (so a hash collision drops nothing), and the
+    later copies come back sorted by position (a sort that spills too), read in batches and dropped part by part, so
+    Python holds at most one part's row numbers."""
     import duckdb
 
-    from curate.parts import atomic_write
+    from curate.parts import atomic_write, temp_dir
 
     files = list_parts(run_dir, "pairs")
     if not files:
         return 0
+    # position = part index << 32 | row, so "earlier" is one integer comparison and the aggregate state stays small
+    indexed = ", ".join(f"({i}, '{str(f).replace(chr(39), chr(39) * 2)}')" for i, f in enumerate(files))
     listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-    with duckdb.connect() as con:
+    dropped = 0
+    with temp_dir(run_dir / "pairs", "duckdb-spill") as spill, duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
-        later = con.execute(
-            f"""WITH rows AS (SELECT uid, filename, file_row_number AS r FROM read_parquet({listed},
-                                 filename = true, file_row_number = true)),
-                    repeated AS (SELECT uid FROM rows GROUP BY uid HAVING count(*) > 1)
-                SELECT filename, r FROM (SELECT filename, r, row_number() OVER (PARTITION BY uid ORDER BY filename, r)
-                                         AS k FROM rows SEMI JOIN repeated USING (uid)) WHERE k > 1""").fetchall()
-    by_file: dict[str, set[int]] = {}
-    for filename, row in later:
-        by_file.setdefault(filename, set()).add(int(row))
-    for filename, rows in by_file.items():
-        table = pq.read_table(filename)
-        keep = [i for i in range(table.num_rows) if i not in rows]
-        atomic_write(table.take(pa.array(keep, pa.int64())).replace_schema_metadata(None), filename)
-    return len(later)
+        con.execute(f"SET threads = {DUCKDB_THREADS}")
+        con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_PER_THREAD_MB * DUCKDB_THREADS}MB'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+        result = con.execute(
+            f"""WITH names(part, filename) AS (VALUES {indexed}),
+                    rows AS NOT MATERIALIZED (
+                        SELECT uid, hash(uid) AS h, (names.part::BIGINT << 32) | file_row_number AS pos
+                        FROM read_parquet({listed}, filename = true, file_row_number = true) JOIN names USING (filename)),
+                    candidates AS (SELECT h FROM rows GROUP BY h HAVING count(*) > 1),
+                    firsts AS (SELECT uid, min(pos) AS first FROM rows SEMI JOIN candidates USING (h)
+                               GROUP BY uid HAVING count(*) > 1)
+                SELECT pos FROM rows SEMI JOIN candidates USING (h) JOIN firsts USING (uid)
+                WHERE pos <> first ORDER BY pos""")
+        current, later_rows = None, set()
+        while batch := result.fetchmany(DROP_BATCH_ROWS):
+            for (pos,) in batch:
+                part, row = pos >> 32, pos & 0xFFFFFFFF
+                if part != current:
+                    if current is not None:
+                        _drop_rows(files[current], later_rows, atomic_write)
+                    current, later_rows = part, set()
+                later_rows.add(row)
+                dropped += 1
+        if current is not None:
+            _drop_rows(files[current], later_rows, atomic_write)
+    return dropped
+
+
+def _drop_rows(path: Path, rows: set[int], atomic_write) -> None:
+    table = pq.read_table(path)
+    keep = [i for i in range(table.num_rows) if i not in rows]
+    atomic_write(table.take(pa.array(keep, pa.int64())).replace_schema_metadata(None), path)

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 8_192
 BLOCK_BYTES = 4 << 20
 TXT_URL_COLUMN = "url"
 MAX_EXAMPLES = 5
