@@ -37,7 +37,8 @@ def quote(name: str) -> str:
 _q = quote
 
 
-def _files_sql(files: list[Path]) -> str:
+def files_sql(files: list[Path]) -> str:
+    """A DuckDB list literal of file paths, quoted."""
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
 
 
@@ -51,7 +52,7 @@ def connect(run_dir: str | os.PathLike, memory_limit: str = DEFAULT_MEMORY_LIMIT
     views = layout.view_files(run_dir)
     for name in tables:
         if name in views:
-            con.execute(f"create view {name} as select * from read_parquet({_files_sql(views[name])}, "
+            con.execute(f"create view {name} as select * from read_parquet({files_sql(views[name])}, "
                         "union_by_name = true)")
     return con
 

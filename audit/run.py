@@ -106,22 +106,53 @@ def _group_view(con, run_dir, perceived: bool) -> list[str]:
     return attributes
 
 
-def _caption_batches(con, has_download: bool, gender_sql: str):
-    """Re-iterable batches of (caption, gender_terms, downloaded, kept) streamed from DuckDB."""
+def _caption_batches(con, run_dir, has_download: bool, gender_sql: str):
+    """Re-iterable batches of (caption, gender_terms, downloaded, kept) streamed from DuckDB: part by part when the
+    decisions, pairs and groups parts line up (the filter wrote decisions part by part), so that each join holds one
+    part; otherwise one query over the whole run, whose joins DuckDB bounds with its memory limit."""
     downloaded = "coalesce(d.pass_download, false)" if has_download else "true"
-    sql = (f"select p.caption, {gender_sql} as gender, {downloaded} as downloaded, coalesce(d.kept, false) as kept "
-           "from decisions d join (select distinct uid, caption from pairs) p using (uid) "
-           "left join audit_groups g using (uid)")
+    select = (f"select p.caption, {gender_sql} as gender, {downloaded} as downloaded, "
+              "coalesce(d.kept, false) as kept ")
+    aligned = _aligned_caption_parts(run_dir) if gender_sql == 'g."gender_terms"' else None
+    if aligned is None:
+        queries = [select + "from decisions d join (select distinct uid, caption from pairs) p using (uid) "
+                   "left join audit_groups g using (uid)"]
+    else:
+        queries = [select + f"from read_parquet({cell_counts.files_sql([d])}) d "
+                   f"join read_parquet({cell_counts.files_sql([p])}) p using (uid) "
+                   f"left join read_parquet({cell_counts.files_sql([g])}) g using (uid)" for d, p, g in aligned]
 
     def batches():
-        reader = con.execute(sql).to_arrow_reader(BATCH_ROWS)
-        for record in reader:
-            cols = record.to_pydict()
-            yield Batch(cols["caption"], pd.array(cols["gender"], dtype="object").to_numpy(),
-                        {"downloaded": pd.array(cols["downloaded"], dtype=bool).to_numpy(),
-                         "kept": pd.array(cols["kept"], dtype=bool).to_numpy()})
+        for sql in queries:
+            # a relation streams its batches; an executed result would be copied whole first
+            for record in con.sql(sql).to_arrow_reader(BATCH_ROWS):
+                cols = record.to_pydict()
+                yield Batch(cols["caption"], pd.array(cols["gender"], dtype="object").to_numpy(),
+                            {"downloaded": pd.array(cols["downloaded"], dtype=bool).to_numpy(),
+                             "kept": pd.array(cols["kept"], dtype=bool).to_numpy()})
 
     return batches
+
+
+def _aligned_caption_parts(run_dir) -> list[tuple] | None:
+    """(decisions part, pairs part, groups part) per part name when the three tables have the same parts with the same
+    row counts (each decides, describes and holds the same rows); None otherwise."""
+    import pyarrow.parquet as pq
+
+    from curate import tables
+
+    decisions = tables.decision_parts(run_dir)
+    if not decisions:
+        return None
+    by_name = {name: {p.name: p for p in tables.list_parts(run_dir, name)} for name in ("pairs", "groups")}
+    names = [p.name for p in decisions]
+    if any(sorted(by_name[t]) != sorted(names) for t in by_name):
+        return None
+    aligned = [(d, by_name["pairs"][d.name], by_name["groups"][d.name]) for d in decisions]
+    for triple in aligned:
+        if len({pq.ParquetFile(path).metadata.num_rows for path in triple}) != 1:
+            return None
+    return aligned
 
 
 def write_audit_tables(run_dir: str | os.PathLike, options: AuditOptions) -> dict:
@@ -152,7 +183,7 @@ def write_audit_tables(run_dir: str | os.PathLike, options: AuditOptions) -> dic
         bar.update(1)
         if "gender_terms" in group_columns and "pairs" in cell_counts.views(con):
             tables["cooccurrence"] = cooccurrence_from_batches(
-                _caption_batches(con, "download" in steps, 'g."gender_terms"'), ["downloaded", "kept"],
+                _caption_batches(con, run_dir, "download" in steps, 'g."gender_terms"'), ["downloaded", "kept"],
                 top_words=options.top_words, min_count=options.min_count, n_boot=options.n_boot, seed=options.seed)
         else:
             tables["cooccurrence"] = empty_frame(COOCCURRENCE_EXTRA)

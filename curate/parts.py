@@ -62,7 +62,17 @@ def serial_map(fn: Callable, items: Sequence, *, desc: str = "", setup: Optional
     results = []
     for item in tqdm(items, desc=desc or None, unit="part", disable=None if len(items) > 1 else True, leave=False):
         results.append(fn(item, state) if setup is not None else fn(item))
+        release_part_memory()
     return results
+
+
+def release_part_memory() -> None:
+    """Hand back to the system the pages a finished part's Arrow buffers used. pyarrow's default pool (mimalloc)
+    keeps freed pages for reuse, and over tens of parts its retained pages made a stage's peak grow with the run:
+    bench_memory's export went from 625 MiB at 20k rows to 812 MiB at 400k, and to ~680 with this call."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 class _HashSink:

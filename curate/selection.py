@@ -194,12 +194,8 @@ def boundaries_from_sql(con, fractions: list[float], source: str = "clip") -> li
     n = int(con.execute(f"select count(*) from ({scored})").fetchall()[0][0])
     ks = [top_fraction_count(n, f) for f in fractions]
     wanted = sorted({k for k in ks if k > 0})
-    at_rank: dict[int, tuple[float, str]] = {}
-    if wanted:
-        ranked = con.execute(
-            f"select rank, score, uid from (select score, uid, row_number() over (order by score desc, uid asc) "
-            f"as rank from ({scored})) where rank in (select unnest(?))", [wanted]).fetchall()
-        at_rank = {int(r): (float(s), str(u)) for r, s, u in ranked}
+    # each k-th row out of core (only a window of rows around it is sorted), not one window over every row
+    at_rank = {k: kth_best_in(con, f"({scored})", k, n) for k in wanted}
     ties: dict[int, tuple[int, int]] = {}
     if wanted:
         exprs, params = [], []
@@ -217,6 +213,40 @@ def boundaries_from_sql(con, fractions: list[float], source: str = "clip") -> li
             t, u = at_rank[k]
             out.append(Boundary(n=n, k=k, threshold=t, uid=u, tied=ties[k][0], tied_kept=ties[k][1]))
     return out
+
+
+def kth_best_in(con, rows: str, k: int, n: int, *, min_window: int = 1000,
+                window_fraction: float = 0.001) -> tuple[float, str]:
+    """The k-th best (score, uid) of the relation `rows` (columns score, uid; n rows; 1 <= k <= n) in the rule's order
+    (score desc, uid asc), exactly, in memory bounded by a window of rows around it, not by n.
+
+    A t-digest estimate (`approx_quantile`, bounded memory) gives the scores at ranks k - w and k + w; one counting
+    pass finds a, the rows above the window, and m, the rows inside. When a < k <= a + m, only the m rows are sorted
+    to find the k-th; otherwise the window is widened x8 (the last resort is every row). w = max(min_window,
+    n x window_fraction). The filter's global cut and the audit's sweep both use it (curate.filter.global_cut)."""
+    if not 1 <= k <= n:
+        raise ValueError(f"k = {k} is not a rank of the {n} scored rows")
+    half = max(min_window, int(n * window_fraction))
+    while True:
+        if 2 * half >= n:
+            return _kth_in(con, rows, k, offset_above=0, where="TRUE")
+        # quantile q of ascending scores: the k-th best is at ascending rank n - k + 1
+        q_low, q_high = max(0.0, (n - k - half) / n), min(1.0, (n - k + half) / n)
+        low, high = con.execute(f"SELECT approx_quantile(score, [{q_low}, {q_high}]) FROM {rows}").fetchall()[0][0]
+        above, inside = con.execute(
+            f"SELECT count(*) FILTER (WHERE score > {float(high)!r}), "
+            f"count(*) FILTER (WHERE score >= {float(low)!r} AND score <= {float(high)!r}) FROM {rows}"
+        ).fetchall()[0]
+        if above < k <= above + inside:
+            where = f"score >= {float(low)!r} AND score <= {float(high)!r}"
+            return _kth_in(con, rows, k, offset_above=int(above), where=where)
+        half *= 8
+
+
+def _kth_in(con, rows: str, k: int, offset_above: int, where: str) -> tuple[float, str]:
+    score, uid = con.execute(f"SELECT score, uid FROM {rows} WHERE {where} ORDER BY score DESC, uid ASC "
+                             f"LIMIT 1 OFFSET {k - offset_above - 1}").fetchall()[0]
+    return float(score), str(uid)
 
 
 def plain_rule() -> dict:

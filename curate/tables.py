@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate import parts
-from curate.layout import CREATED_BY, TABLE_PATHS, table_path  # noqa: F401  (re-exported: tables' users)
+from curate.layout import CREATED_BY, DECISION_PARTS_DIR, TABLE_PATHS, table_path  # noqa: F401  (re-exported)
 
 
 class MissingTableError(FileNotFoundError):
@@ -112,3 +112,17 @@ def part_matches(path: str | os.PathLike, expected_uids) -> bool:
     got = pq.read_table(path, columns=["uid"]).column("uid").combine_chunks()
     expected = expected_uids.combine_chunks() if isinstance(expected_uids, pa.ChunkedArray) else pa.array(expected_uids)
     return got.cast(pa.string()).equals(expected.cast(pa.string()))
+
+
+def decision_parts(run_dir: str | os.PathLike) -> list[Path] | None:
+    """The filter's per-part decisions that decisions.parquet merges, when every one is present and unchanged since
+    the merge (its lineage records their digests); None for a decisions table not written part by part, or stale."""
+    run_dir = Path(run_dir)
+    lineage = parts.read_lineage(table_path(run_dir, "decisions"))
+    recorded = (lineage or {}).get("inputs", {})
+    if not recorded or not all(rel.startswith(DECISION_PARTS_DIR + "/") for rel in recorded):
+        return None
+    if not all((run_dir / rel).is_file() and parts.part_digest(run_dir / rel) == digest
+               for rel, digest in recorded.items()):
+        return None
+    return sorted(run_dir / rel for rel in recorded)

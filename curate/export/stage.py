@@ -38,7 +38,7 @@ from curate.filter.context import signal_inputs
 from curate.layout import DECISION_PARTS_DIR, IMG2DATASET_DIR, WEBDATASET_DIR
 from curate.options import ExportOptions
 from curate.parts import (
-    MapParts, PartTask, atomic_write, part_digest, plan_tasks, read_lineage, remove_stale_outputs, serial_map,
+    MapParts, PartTask, atomic_write, part_digest, plan_tasks, remove_stale_outputs, serial_map,
     temp_path,
 )
 
@@ -92,15 +92,10 @@ def export(run_dir: str | Path, options: ExportOptions, *, map_parts: MapParts =
 
 
 def decision_parts_match(run_dir: Path, shard_parts: list[Path]) -> bool:
-    """Does decisions.parquet merge one decisions part per shards part (the filter on the part model)? Then each
-    corpus part reads only its own decisions part, and no step holds the whole run's selection."""
-    lineage = read_lineage(tables.table_path(run_dir, "decisions"))
-    if lineage is None:
-        return False
-    expected = {f"{DECISION_PARTS_DIR}/{p.name}" for p in shard_parts}
-    recorded = lineage.get("inputs", {})
-    return set(recorded) == expected and all(
-        (run_dir / rel).is_file() and part_digest(run_dir / rel) == digest for rel, digest in recorded.items())
+    """Does decisions.parquet merge one current decisions part per shards part (the filter on the part model)? Then
+    each corpus part reads only its own decisions part, and no step holds the whole run's selection."""
+    current = tables.decision_parts(run_dir)
+    return current is not None and sorted(p.name for p in current) == sorted(p.name for p in shard_parts)
 
 
 def _plan_per_part(run_dir: Path, shard_parts: list[Path], options: ExportOptions):

@@ -1,7 +1,8 @@
 """The global step of the CLIP top-fraction filter: the exact k-th best (clip_score, uid) over every clip part, out of
 core, so that each part can then be decided on its own (score above the cut, or equal with a uid not after it).
 
-Design (10^9 rows). Sorting all scores is what a single process cannot do; the cut needs only the rows near it.
+Design (10^9 rows; the search is curate.selection.kth_best_in, which the audit's sweep uses too). Sorting all scores is
+what a single process cannot do; the cut needs only the rows near it.
 1. One DuckDB pass over the clip parts counts the scored rows n and takes a t-digest estimate of the scores at
    ranks k - w and k + w (`approx_quantile`, bounded memory).
 2. A second pass counts the rows above the upper estimate (`a`) and the rows between the two (`m`). When
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import duckdb
+
+from curate.selection import kth_best_in
 
 WINDOW_FRACTION = 0.001  # half-width of the first window, as a fraction of n
 MIN_WINDOW_ROWS = 1000
@@ -52,35 +55,10 @@ def kth_best(clip_files: Sequence[str | os.PathLike], k: int, n: Optional[int] =
     """The k-th best (clip_score, uid) in the order clip_score desc, uid asc (1-based); None when k < 1."""
     if k < 1 or not clip_files:
         return None
-    rows = scored_rows_sql(clip_files)
+    rows = f"(SELECT clip_score AS score, uid FROM {scored_rows_sql(clip_files)})"
     with _connect() as con:
         n = n if n is not None else int(con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0])
-        if k > n:
-            raise ValueError(f"k = {k} exceeds the {n} scored rows")
-        half = max(MIN_WINDOW_ROWS, int(n * WINDOW_FRACTION))
-        while True:
-            if 2 * half >= n:
-                return _kth_in(con, rows, k, offset_above=0, where="TRUE")
-            # quantile q of ascending scores: the k-th best is at ascending rank n - k + 1
-            q_low = max(0.0, (n - k - half) / n)
-            q_high = min(1.0, (n - k + half) / n)
-            low, high = con.execute(f"SELECT approx_quantile(clip_score, [{q_low}, {q_high}]) FROM {rows}"
-                                    ).fetchall()[0][0]
-            above, inside = con.execute(
-                f"SELECT count(*) FILTER (WHERE clip_score > {float(high)!r}), "
-                f"count(*) FILTER (WHERE clip_score >= {float(low)!r} AND clip_score <= {float(high)!r}) FROM {rows}"
-            ).fetchall()[0]
-            if above < k <= above + inside:
-                where = f"clip_score >= {float(low)!r} AND clip_score <= {float(high)!r}"
-                return _kth_in(con, rows, k, offset_above=int(above), where=where)
-            half *= 8
-
-
-def _kth_in(con: duckdb.DuckDBPyConnection, rows: str, k: int, offset_above: int, where: str) -> tuple[float, str]:
-    score, uid = con.execute(
-        f"SELECT clip_score, uid FROM {rows} WHERE {where} ORDER BY clip_score DESC, uid ASC "
-        f"LIMIT 1 OFFSET {k - offset_above - 1}").fetchall()[0]
-    return float(score), uid
+        return kth_best_in(con, rows, k, n, min_window=MIN_WINDOW_ROWS, window_fraction=WINDOW_FRACTION)
 
 
 def at_or_above(score: float, uid: Optional[str], cut: Optional[tuple[float, str]]) -> bool:

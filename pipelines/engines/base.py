@@ -31,5 +31,11 @@ class Engine:
 
 
 def call(fn: Callable, item, state=None, with_state: bool = False):
-    """How a worker calls a part function: fn(item), or fn(item, state) when the map has a setup."""
-    return fn(item, state) if with_state else fn(item)
+    """How a worker calls a part function: fn(item), or fn(item, state) when the map has a setup; the part's freed
+    Arrow memory goes back to the system after it (curate.parts.release_part_memory)."""
+    from curate.parts import release_part_memory
+
+    try:
+        return fn(item, state) if with_state else fn(item)
+    finally:
+        release_part_memory()

@@ -31,7 +31,7 @@ def _import_ray():
 
 
 def _task(fn: Callable, item):
-    return fn(item)
+    return call(fn, item)
 
 
 class _StatefulWorker:
