@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -95,25 +96,46 @@ def img2dataset_keys(shard_id: int, rows: list[int], rows_in_shard: int) -> list
     return [f"{(10 ** oom_sample) * shard_id + row:0{width}d}" for row in rows]
 
 
-def corpus_table(shards: pa.Table, shard_name: str, kept_rows: list[int], clip_scores: list, clip_models: list,
-                 pairs_extras: Optional[pa.Table]) -> pa.Table:
-    """The corpus rows of one shards part (all of its columns read) for the kept row positions."""
-    take = pa.array(kept_rows, pa.int64())
-    kept = shards.take(take)
+def read_kept_rows(shards_path: Path, kept_rows: list[int], batch_rows: int = 1024) -> tuple[pa.Table, int]:
+    """The rows of a shards part at `kept_rows` (in that order), with the part's row count. Read batch by batch so
+    that a part's images are never all decoded at once: only the kept ones are held (bench_memory's export peak)."""
+    parquet = pq.ParquetFile(shards_path)
+    wanted = np.asarray(kept_rows, dtype=np.int64)
+    order = np.argsort(wanted, kind="stable")
+    ascending = wanted[order]
+    pieces, start = [], 0
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        end = start + batch.num_rows
+        low, high = np.searchsorted(ascending, [start, end])
+        if high > low:
+            pieces.append(batch.take(pa.array(ascending[low:high] - start)))
+        start = end
+    if not pieces:
+        return parquet.schema_arrow.empty_table(), parquet.metadata.num_rows
+    table = pa.Table.from_batches(pieces)
+    if not np.array_equal(order, np.arange(len(order))):
+        table = table.take(pa.array(np.argsort(order, kind="stable")))  # back to the selection's order
+    return table, parquet.metadata.num_rows
+
+
+def corpus_table(kept: pa.Table, shard_name: str, kept_rows: list[int], rows_in_shard: int, clip_scores: list,
+                 clip_models: list, pairs_extras: Optional[pa.Table]) -> pa.Table:
+    """The corpus rows of one shards part from its kept rows (all of its columns read; read_kept_rows), which sit at
+    `kept_rows` in a part of `rows_in_shard` rows."""
     n = kept.num_rows
     columns: dict[str, pa.Array] = {name: kept.column(name).cast(CORPUS.field(name).type) for name in FROM_SHARDS}
-    if "key" in shards.column_names:
+    if "key" in kept.column_names:
         columns["key"] = kept.column("key").cast(pa.string())
     else:
-        columns["key"] = pa.array(img2dataset_keys(part_number(shard_name), kept_rows, shards.num_rows), pa.string())
+        columns["key"] = pa.array(img2dataset_keys(part_number(shard_name), kept_rows, rows_in_shard), pa.string())
     images = kept.column("image").combine_chunks().cast(pa.binary()) if n else pa.array([], pa.binary())
     columns["image"] = pa.StructArray.from_arrays([images, pa.nulls(n, pa.string())], fields=list(IMAGE_TYPE))
-    columns["exif"] = (kept.column("exif").cast(pa.string()) if "exif" in shards.column_names
+    columns["exif"] = (kept.column("exif").cast(pa.string()) if "exif" in kept.column_names
                        else pa.nulls(n, pa.string()))
     columns["clip_score"] = pa.array(clip_scores, pa.float32())
     columns["clip_model"] = pa.array(clip_models, pa.string())
     table = pa.table({name: columns[name] for name in CORPUS.names}, schema=CORPUS)
-    for name in shards.column_names:  # other shards columns travel along (not the download's failure detail)
+    for name in kept.column_names:  # other shards columns travel along (not the download's failure detail)
         if name not in CORPUS.names and name not in SHARDS_ONLY:
             table = table.append_column(name, kept.column(name))
     if pairs_extras is not None:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from curate import tables
 from curate.export import img2dataset_layout
-from curate.export.corpus import CORPUS, corpus_table, pairs_extra_columns
+from curate.export.corpus import CORPUS, corpus_table, pairs_extra_columns, read_kept_rows
 from curate.export.tars import samples, write_tar
 from curate.filter.context import signal_inputs
 from curate.layout import DECISION_PARTS_DIR, IMG2DATASET_DIR, WEBDATASET_DIR
@@ -219,16 +219,17 @@ def export_part(item: tuple[PartTask, Optional[Selection]]) -> dict:
     """One shards part + its kept rows -> one corpus part (0 rows when none was kept). Without a selection, the part
     reads its own decisions and clip parts (part_selection)."""
     task, selection = item
-    shards = pq.read_table(task.input_paths[0])
     if selection is None:
-        selection = part_selection(task, shards.column("uid").to_pylist())
+        selection = part_selection(task, pq.read_table(task.input_paths[0], columns=["uid"]).column("uid").to_pylist())
+    kept, rows_in_part = read_kept_rows(task.input_paths[0], selection.rows)
     pairs_rel = next((rel for rel in task.inputs if rel.startswith("pairs/")), None)
     pairs_extras = None
     if pairs_rel is not None:
         extras = pairs_extra_columns(task.path(pairs_rel))
         if extras:
             pairs_extras = pq.read_table(task.path(pairs_rel), columns=["uid"] + extras)
-    table = corpus_table(shards, task.name, selection.rows, selection.scores, selection.models, pairs_extras)
+    table = corpus_table(kept, task.name, selection.rows, rows_in_part, selection.scores, selection.models,
+                         pairs_extras)
     # task.write's atomic write and lineage, with the row-group size readers stream by
     atomic_write(table, task.output_paths[0], task.lineage, row_group_size=task.settings.get("row_group_size"))
     return {"rows": table.num_rows}
