@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import duckdb
@@ -25,6 +24,7 @@ import pandas as pd
 
 from audit.frame import MISSING_GROUP
 from curate import layout
+from curate.tables import sql_file_list
 
 DEFAULT_MEMORY_LIMIT = "2GB"
 
@@ -37,9 +37,6 @@ def quote(name: str) -> str:
 _q = quote
 
 
-def files_sql(files: list[Path]) -> str:
-    """A DuckDB list literal of file paths, quoted."""
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
 
 
 def connect(run_dir: str | os.PathLike, memory_limit: str = DEFAULT_MEMORY_LIMIT,
@@ -52,7 +49,7 @@ def connect(run_dir: str | os.PathLike, memory_limit: str = DEFAULT_MEMORY_LIMIT
     views = layout.view_files(run_dir)
     for name in tables:
         if name in views:
-            con.execute(f"create view {name} as select * from read_parquet({files_sql(views[name])}, "
+            con.execute(f"create view {name} as select * from read_parquet({sql_file_list(views[name])}, "
                         "union_by_name = true)")
     return con
 

@@ -25,6 +25,7 @@ from audit.findings import build_findings
 from audit.frame import empty_frame, write_audit_table
 from audit.impact import DEFAULT_SWEEP_FRACTIONS, distinct_flags, impact_from_cubes, sweep_rows
 from audit.inputs import categorical_columns, require_views, step_names
+from curate import tables
 from curate.parts import MapParts, serial_map
 from curate.selection import boundaries_from_sql
 
@@ -118,9 +119,9 @@ def _caption_batches(con, run_dir, has_download: bool, gender_sql: str):
         queries = [select + "from decisions d join (select distinct uid, caption from pairs) p using (uid) "
                    "left join audit_groups g using (uid)"]
     else:
-        queries = [select + f"from read_parquet({cell_counts.files_sql([d])}) d "
-                   f"join read_parquet({cell_counts.files_sql([p])}) p using (uid) "
-                   f"left join read_parquet({cell_counts.files_sql([g])}) g using (uid)" for d, p, g in aligned]
+        queries = [select + f"from read_parquet({tables.sql_file_list([d])}) d "
+                   f"join read_parquet({tables.sql_file_list([p])}) p using (uid) "
+                   f"left join read_parquet({tables.sql_file_list([g])}) g using (uid)" for d, p, g in aligned]
 
     def batches():
         for sql in queries:
@@ -138,8 +139,6 @@ def _aligned_caption_parts(run_dir) -> list[tuple] | None:
     """(decisions part, pairs part, groups part) per part name when the three tables have the same parts with the same
     row counts (each decides, describes and holds the same rows); None otherwise."""
     import pyarrow.parquet as pq
-
-    from curate import tables
 
     decisions = tables.decision_parts(run_dir)
     if not decisions:

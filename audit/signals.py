@@ -237,8 +237,7 @@ def summarise_run(run_dir: Path) -> dict:
     files = [str(p) for p in tables.list_parts(run_dir, "groups")]
     out: dict = {}
     with duckdb.connect() as con:
-        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        con.execute(f"CREATE VIEW g AS SELECT * FROM read_parquet({listed}, union_by_name = true)")
+        con.execute(f"CREATE VIEW g AS SELECT * FROM read_parquet({tables.sql_file_list(files)}, union_by_name = true)")
         out["rows"] = int(con.execute("SELECT count(*) FROM g").fetchall()[0][0])
         for col in COUNTED:
             found = con.execute(f'SELECT coalesce("{col}", \'null\') AS v, count(*) FROM g GROUP BY v ORDER BY v'

@@ -114,6 +114,16 @@ def part_matches(path: str | os.PathLike, expected_uids) -> bool:
     return got.cast(pa.string()).equals(expected.cast(pa.string()))
 
 
+def sql_string(text: str | os.PathLike) -> str:
+    """A DuckDB string literal (a path, a setting's value), quoted."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def sql_file_list(files: Iterable[str | os.PathLike]) -> str:
+    """A DuckDB list literal of file paths, for read_parquet([...])."""
+    return "[" + ", ".join(sql_string(f) for f in files) + "]"
+
+
 def decision_parts(run_dir: str | os.PathLike) -> list[Path] | None:
     """The filter's per-part decisions that decisions.parquet merges, when every one is present and unchanged since
     the merge (its lineage records their digests); None for a decisions table not written part by part, or stale."""

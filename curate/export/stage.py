@@ -172,10 +172,6 @@ def _rel(run_dir: Path, path: Path) -> str:
     return str(Path(path).relative_to(run_dir))
 
 
-def _sql_list(paths: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-
-
 def kept_selection(run_dir: Path, shard_parts: list[Path], has_clip: bool) -> dict[str, Selection]:
     """Global step: the kept rows of every shards part, with their clip values (DuckDB reads only the uid column of
     shards). A uid listed twice in decisions or signals/clip counts once (its first row)."""
@@ -186,14 +182,14 @@ def kept_selection(run_dir: Path, shard_parts: list[Path], has_clip: bool) -> di
     clip_cols = "null::float as clip_score, null::varchar as model"
     if has_clip:
         clip_sql = (", c as (select distinct on (uid) uid, clip_score, model from read_parquet("
-                    f"{_sql_list(tables.list_parts(run_dir, 'clip'))}, filename=true, file_row_number=true, "
+                    f"{tables.sql_file_list(tables.list_parts(run_dir, 'clip'))}, filename=true, file_row_number=true, "
                     "union_by_name=true) order by uid, filename, file_row_number)")
         clip_cols = "c.clip_score, c.model"
     query = (
-        f"with d as (select distinct on (uid) uid, kept from read_parquet({_sql_list([decisions])}, "
+        f"with d as (select distinct on (uid) uid, kept from read_parquet({tables.sql_file_list([decisions])}, "
         f"file_row_number=true) order by uid, file_row_number){clip_sql} "
         f"select s.filename, s.file_row_number as row, s.uid, {clip_cols} "
-        f"from read_parquet({_sql_list(shard_parts)}, filename=true, file_row_number=true, union_by_name=true) s "
+        f"from read_parquet({tables.sql_file_list(shard_parts)}, filename=true, file_row_number=true, union_by_name=true) s "
         f"join d on s.uid = d.uid {'left join c on s.uid = c.uid' if has_clip else ''} "
         "where d.kept order by s.filename, s.file_row_number"
     )

@@ -22,13 +22,12 @@ from typing import Optional, Sequence
 import duckdb
 
 from curate.selection import kth_best_in
+from curate.tables import sql_file_list
 
 WINDOW_FRACTION = 0.001  # half-width of the first window, as a fraction of n
 MIN_WINDOW_ROWS = 1000
 
 
-def _files_sql(files: Sequence[str | os.PathLike]) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -40,7 +39,7 @@ def _connect() -> duckdb.DuckDBPyConnection:
 
 def scored_rows_sql(clip_files: Sequence[str | os.PathLike]) -> str:
     """The scored rows of the clip parts, as a DuckDB relation with columns clip_score (double) and uid."""
-    return (f"(SELECT CAST(clip_score AS DOUBLE) AS clip_score, uid FROM read_parquet({_files_sql(clip_files)}, "
+    return (f"(SELECT CAST(clip_score AS DOUBLE) AS clip_score, uid FROM read_parquet({sql_file_list(clip_files)}, "
             f"union_by_name = true) WHERE clip_score IS NOT NULL AND isfinite(clip_score))")
 
 

@@ -37,8 +37,6 @@ def _group_label(value) -> str:
     return MISSING_GROUP if missing else str(value)
 
 
-def _quoted(files) -> str:
-    return "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
 
 
 def run_boundary(run_dir: Path, fraction: float) -> Boundary:
@@ -69,7 +67,7 @@ def ranked_rows_with_groups(run_dir: Path, attribute: str) -> tuple[np.ndarray, 
         raise tables.MissingTableError(run_dir, "groups")
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
-        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_quoted(group_files)}, "
+        columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({tables.sql_file_list(group_files)}, "
                                              f"union_by_name = true)").fetchall()]
         if attribute not in columns:
             raise ValueError(f"group_parity attribute '{attribute}' is not a column of signals/groups (it has "
@@ -77,7 +75,7 @@ def ranked_rows_with_groups(run_dir: Path, attribute: str) -> tuple[np.ndarray, 
         rows = con.execute(
             f"""SELECT c.clip_score, c.uid, g.grp FROM {scored_rows_sql(clip_files)} c
                 LEFT JOIN (SELECT uid, first("{attribute}") AS grp
-                           FROM read_parquet({_quoted(group_files)}, union_by_name = true) GROUP BY uid) g USING (uid)
+                           FROM read_parquet({tables.sql_file_list(group_files)}, union_by_name = true) GROUP BY uid) g USING (uid)
                 ORDER BY c.clip_score DESC, c.uid ASC""").to_arrow_table()
     scores = rows.column(0).to_numpy().astype(np.float64)
     uids = np.array(rows.column(1).to_pylist(), dtype=object)

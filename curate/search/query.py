@@ -116,14 +116,14 @@ def _describe(run_dir: Path, uids: list[str]) -> dict[str, dict]:
     con = duckdb.connect()
     try:
         con.register("wanted", pa.table({"uid": uids}))
-        shards = ", ".join("'" + str(p).replace("'", "''") + "'" for p in tables.list_parts(run_dir, "shards"))
+        shards = tables.list_parts(run_dir, "shards")
         out = {r[0]: {"caption": r[1], "url": r[2]} for r in con.sql(
-            f"select s.uid, s.caption, s.url from read_parquet([{shards}], union_by_name=true) s "
+            f"select s.uid, s.caption, s.url from read_parquet({tables.sql_file_list(shards)}, union_by_name=true) s "
             "semi join wanted w on s.uid = w.uid").fetchall()} if shards else {}
         for table, cols in (("clip", ["clip_score"]), ("decisions", ["kept", "dropped_by"])):
             if tables.table_exists(run_dir, table):
-                files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in tables.list_parts(run_dir, table))
-                for row in con.sql(f"select t.uid, {', '.join('t.' + c for c in cols)} from read_parquet([{files}], "
+                files = tables.sql_file_list(tables.list_parts(run_dir, table))
+                for row in con.sql(f"select t.uid, {', '.join('t.' + c for c in cols)} from read_parquet({files}, "
                                    "union_by_name=true) t semi join wanted w on t.uid = w.uid").fetchall():
                     out.setdefault(row[0], {}).update(dict(zip(cols, row[1:])))
     finally:

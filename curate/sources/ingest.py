@@ -28,12 +28,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from curate.options import IngestOptions
+from curate.parts import atomic_write, temp_dir
 from curate.sources.list_reader import TXT_URL_COLUMN, ListReader, list_format  # noqa: F401 (list_format: re-export)
 from curate.sources.pair_rows import (
     PartWriter, clean_url, clip_caption, is_http_url, normalise_whitespace, remove_parts,
 )
 from curate.schemas import PAIRS
-from curate.tables import compute_uid, list_parts
+from curate.tables import compute_uid, list_parts, sql_file_list, sql_string
 
 DROP_REASONS = ("empty_url", "invalid_url", "duplicate_in_list", "malformed_row")
 DEFAULT_CAPTION_COL = "caption"
@@ -180,26 +181,23 @@ def drop_repeated_uids(run_dir: Path) -> int:
     Python holds at most one part's row numbers."""
     import duckdb
 
-    from curate.parts import atomic_write, temp_dir
-
     files = list_parts(run_dir, "pairs")
     if not files:
         return 0
     # position = part index << 32 | row, so "earlier" is one integer comparison and the aggregate state stays small
-    indexed = ", ".join(f"({i}, '{str(f).replace(chr(39), chr(39) * 2)}')" for i, f in enumerate(files))
-    listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    indexed = ", ".join(f"({i}, {sql_string(f)})" for i, f in enumerate(files))
     dropped = 0
     with temp_dir(run_dir / "pairs", "duckdb-spill") as spill, duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"SET threads = {DUCKDB_THREADS}")
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_PER_THREAD_MB * DUCKDB_THREADS}MB'")
         con.execute("SET preserve_insertion_order = false")
-        con.execute(f"SET temp_directory = '{str(spill).replace(chr(39), chr(39) * 2)}'")
+        con.execute(f"SET temp_directory = {sql_string(spill)}")
         result = con.execute(
             f"""WITH names(part, filename) AS (VALUES {indexed}),
                     rows AS NOT MATERIALIZED (
                         SELECT uid, hash(uid) AS h, (names.part::BIGINT << 32) | file_row_number AS pos
-                        FROM read_parquet({listed}, filename = true, file_row_number = true) JOIN names USING (filename)),
+                        FROM read_parquet({sql_file_list(files)}, filename = true, file_row_number = true) JOIN names USING (filename)),
                     candidates AS (SELECT h FROM rows GROUP BY h HAVING count(*) > 1),
                     firsts AS (SELECT uid, min(pos) AS first FROM rows SEMI JOIN candidates USING (h)
                                GROUP BY uid HAVING count(*) > 1)
@@ -211,16 +209,16 @@ def drop_repeated_uids(run_dir: Path) -> int:
                 part, row = pos >> 32, pos & 0xFFFFFFFF
                 if part != current:
                     if current is not None:
-                        _drop_rows(files[current], later_rows, atomic_write)
+                        _drop_rows(files[current], later_rows)
                     current, later_rows = part, set()
                 later_rows.add(row)
                 dropped += 1
         if current is not None:
-            _drop_rows(files[current], later_rows, atomic_write)
+            _drop_rows(files[current], later_rows)
     return dropped
 
 
-def _drop_rows(path: Path, rows: set[int], atomic_write) -> None:
+def _drop_rows(path: Path, rows: set[int]) -> None:
     table = pq.read_table(path)
     keep = [i for i in range(table.num_rows) if i not in rows]
     atomic_write(table.take(pa.array(keep, pa.int64())).replace_schema_metadata(None), path)
