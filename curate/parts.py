@@ -234,6 +234,16 @@ def temp_dir(parent: str | os.PathLike, name: str = "work") -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _remove_entry(entry: Path) -> None:
+    """A temporary file, or a temporary folder with what is in it (a link to a folder is removed, not followed)."""
+    import shutil
+
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
 def _writer_is_dead(name: str) -> bool:
     match = _TEMP_OWNER.match(name)
     if match is None or match.group(2) != HOST_TAG:
@@ -263,8 +273,6 @@ def remove_dead_writers_temp_files(folder: str | os.PathLike, *, recursive: bool
     """Remove temporary files and folders (anywhere under `folder`) whose writing process has died, e.g. by kill -9,
     which skips every cleanup. Safe while other processes write in the same run folder: a live writer's files, and
     names that do not say their writer, are left alone (a stage's plan_tasks clears those in its output folders)."""
-    import shutil
-
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -274,10 +282,7 @@ def remove_dead_writers_temp_files(folder: str | os.PathLike, *, recursive: bool
         if not _writer_is_dead(entry.name):
             continue
         try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+            _remove_entry(entry)
             removed.append(entry)
         except OSError:
             continue  # gone meanwhile, or a read-only folder: nothing to clean there
@@ -329,8 +334,6 @@ def remove_temp_files(folder: str | os.PathLike, names: Optional[Iterable[str]] 
 
     Called when a stage plans its work, before any of its parts runs: a run folder has one writer per output folder
     at a time, so a temporary name found then belongs to a run that died."""
-    import shutil
-
     folder = Path(folder)
     removed = []
     suffixes = tuple(f"-{n}" for n in names) if names is not None else None
@@ -339,10 +342,7 @@ def remove_temp_files(folder: str | os.PathLike, names: Optional[Iterable[str]] 
             if suffixes is not None and not entry.name.endswith(suffixes):
                 continue
             try:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+                _remove_entry(entry)
                 removed.append(entry)
             except FileNotFoundError:
                 pass

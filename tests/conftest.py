@@ -36,6 +36,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def demo_site_server(tmp_path_factory):
+    """The demo's site (pages and real sample images) served on 127.0.0.1, one per test module."""
+    from curate.net.loopback import LoopbackServer
+    from pipelines.demo_site import build_site
+
+    root = tmp_path_factory.mktemp("site")
+    build_site(root)
+    with LoopbackServer(root) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """`fairsift demo` run once, offline: the same command the README gives."""

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pytest
 
 from curate.layout import view_files
-from curate.net.loopback import LoopbackServer
 from pipelines.config import RunConfig
-from pipelines.demo_site import build_site
 from pipelines.engines import LocalEngine, make_engine
 from pipelines.runner import run_pipeline
 from tests.ray_cluster import ray_cluster  # noqa: F401  (fixture)
@@ -55,18 +52,10 @@ def _tables(run_dir) -> dict[str, pa.Table]:
     return out
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    build_site(root)
-    with LoopbackServer(root) as server:
-        yield server
-
-
-def test_local_and_ray_engines_give_identical_tables(tmp_path, site, ray_cluster):
+def test_local_and_ray_engines_give_identical_tables(tmp_path, demo_site_server, ray_cluster):
     import pyarrow.parquet  # noqa: F401  (pa.parquet)
 
-    cfg = _config(site.base_url)
+    cfg = _config(demo_site_server.base_url)
     local_run, ray_run = tmp_path / "local", tmp_path / "ray"
     run_pipeline(cfg, local_run, engine=LocalEngine(workers=1))
     with make_engine("ray", address=ray_cluster.address) as engine:

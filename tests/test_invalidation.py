@@ -12,9 +12,7 @@ import shutil
 
 import pytest
 
-from curate.net.loopback import LoopbackServer
 from pipelines.config import RunConfig
-from pipelines.demo_site import build_site
 from pipelines.engines import LocalEngine
 from pipelines.runner import run_pipeline
 from tests.test_engine_equivalence import _tables
@@ -43,16 +41,8 @@ def _with(config: dict, path: str, value) -> dict:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("site")
-    build_site(root)
-    with LoopbackServer(root) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def base_config(site) -> dict:
-    return _with(BASE, "crawl.sources", [f"{site.base_url}/pages/index.html"])
+def base_config(demo_site_server) -> dict:
+    return _with(BASE, "crawl.sources", [f"{demo_site_server.base_url}/pages/index.html"])
 
 
 def _run(config: dict, run_dir) -> None:

@@ -39,6 +39,7 @@ import cv2  # noqa: E402
 import exifread  # noqa: E402
 import numpy as np  # noqa: E402
 
+from curate.download.writer import RowResult  # noqa: E402
 from curate.schemas import STATUS_FAILED_RESIZE, STATUS_SUCCESS  # noqa: E402
 
 
@@ -70,22 +71,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_ORIENTATION = 0x0112
 
 
-@dataclass
-class Processed:
-    status: str
-    kind: Optional[str] = None
-    message: Optional[str] = None
-    image: Optional[bytes] = None
-    width: Optional[int] = None
-    height: Optional[int] = None
-    original_width: Optional[int] = None
-    original_height: Optional[int] = None
-    sha256: Optional[str] = None
-    exif: Optional[str] = None
-
-
-def _failure(kind: str, message: str) -> Processed:
-    return Processed(STATUS_FAILED_RESIZE, kind, message)
+def _failure(kind: str, message: str) -> RowResult:
+    return RowResult(STATUS_FAILED_RESIZE, error_message=message, error_kind=kind)
 
 
 @dataclass
@@ -168,7 +155,7 @@ def _decoded_with_pillow(data: bytes) -> Optional[bytes]:
         return None
 
 
-def _sniff(data: bytes) -> Optional[Processed]:
+def _sniff(data: bytes) -> Optional[RowResult]:
     head = data[:4096].lstrip().lower()
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
         return _failure("unsupported_format", "SVG (vector) image: not rasterised")
@@ -197,7 +184,7 @@ class ImageProcessor:
         with _RESIZE_LOCK:
             return self.resizer(io.BytesIO(payload))
 
-    def __call__(self, data: bytes) -> Processed:
+    def __call__(self, data: bytes) -> RowResult:
         if not data:
             return _failure("empty", "empty file (0 bytes)")
         sniffed = _sniff(data)
@@ -222,11 +209,11 @@ class ImageProcessor:
                 img, width, height, original_width, original_height, error = self._resize(fallback)
         if error is not None:
             return self._explain(error, header)
-        return Processed(STATUS_SUCCESS, image=img, width=width, height=height, original_width=original_width,
+        return RowResult(STATUS_SUCCESS, image=img, width=width, height=height, original_width=original_width,
                          original_height=original_height, sha256=hashlib.sha256(data).hexdigest(),
                          exif=exif_json(data))
 
-    def _explain(self, error: str, header) -> Processed:
+    def _explain(self, error: str, header) -> RowResult:
         if "image area too large" in error or "CV_IO_MAX_IMAGE_PIXELS" in error:
             return _failure("decompression_bomb", f"image over {self.max_image_pixels} pixels refused "
                             f"(decompression bomb guard): {error}")

@@ -114,10 +114,7 @@ def download_part(task: PartTask) -> dict:
         if fetched.status is not None:
             results[row] = RowResult(fetched.status, fetched.message, fetched.kind)
             return
-        processed = processor(fetched.body)
-        results[row] = RowResult(processed.status, processed.message, processed.kind, processed.image,
-                                 processed.width, processed.height, processed.original_width,
-                                 processed.original_height, processed.sha256, processed.exif)
+        results[row] = processor(fetched.body)
 
     fetcher = PartFetcher(fetch_settings(options))
     try:
